@@ -1,0 +1,1 @@
+"""The ``pilotwms`` command line: one entry point assembling the commands of each component."""
