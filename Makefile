@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest demo services postgres slurm bench clean
+.PHONY: install test lint typecheck pytest demo services bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ pytest: $(STAMP) services
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m pilotwms.demo
+	bash scripts/demo.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/classad_bench.py
