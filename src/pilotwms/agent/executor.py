@@ -1,0 +1,486 @@
+"""Runs one job attempt in its own work directory, in its own thread.
+
+Steps: stage in, prologue, executable, epilogue, stage out, remove the work directory; each
+process step in its own session and process group (``start_new_session=True``). The thread polls
+its step without blocking (``os.wait4`` with ``WNOHANG``, first every millisecond and backing off
+to 0.2 s, so a ``/bin/true`` job costs milliseconds, not a poll period) and meanwhile enforces:
+
+* the wall-clock limit (``max_wall_time_s``, counted from the start of the prologue): SIGTERM to
+  the session, SIGKILL after ``cancel_grace``; reported ``killed_walltime``;
+* the memory limit (``max_memory_mb``) by summing the RSS of the session's processes from
+  ``/proc`` twice a second; over the limit, the session is SIGKILLed and reported
+  ``killed_memory``. RLIMIT_AS was rejected: it limits address space per process, not memory per
+  job, so it kills JVMs, Go and CUDA programs that reserve large virtual ranges they never touch,
+  while a job forking many children each under the limit escapes it; and setting it needs
+  ``preexec_fn``, which is unsafe in a threaded program. Polling is off by at most one period of
+  growth, which is what a batch system's own enforcement does too;
+* cancel (server command) and drain (pilot shutting down): SIGTERM, then SIGKILL after the
+  grace period; reported ``cancelled`` or ``drained``.
+
+The outcome is a :class:`JobResult`; the runner never raises out of its thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import ssl
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+
+from . import processes
+from .jobspec import JobSpec, Script, safe_relative_name
+from .staging import BlobCache, OutputSink, StagingError, stage_in, stage_out
+
+log = logging.getLogger(__name__)
+
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+KILLED_WALLTIME = "killed_walltime"
+KILLED_MEMORY = "killed_memory"
+SETUP_FAILED = "setup_failed"
+DRAINED = "drained"
+REFUSED = "refused"
+STATUSES = (DONE, FAILED, CANCELLED, KILLED_WALLTIME, KILLED_MEMORY, SETUP_FAILED, DRAINED, REFUSED)
+"""Every final status of an attempt; the protocol document says what the server does with each."""
+
+_STAGE_OUT = (DONE, FAILED, KILLED_WALLTIME, KILLED_MEMORY)
+_SAMPLE_PERIOD = 0.5
+_MAX_POLL = 0.2
+_TAIL_BYTES = 8192
+_SWEEP_AFTER = 0.05
+
+
+@dataclasses.dataclass
+class JobResult:
+    """How an attempt ended; the fields of a ``finished`` report."""
+
+    job_id: str
+    attempt: int
+    status: str
+    reason: str = ""
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    cpu_s: float = 0.0
+    max_rss_mb: float = 0.0
+    wall_s: float = 0.0
+    payload_started: bool = False
+    missing_outputs: List[str] = dataclasses.field(default_factory=list)
+
+    def report(self) -> Dict[str, Any]:
+        """The result as the body fields of a ``finished`` report."""
+        return {
+            "job_id": self.job_id,
+            "attempt": self.attempt,
+            "type": "finished",
+            "status": self.status,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "cpu_s": round(self.cpu_s, 3),
+            "max_rss_mb": round(self.max_rss_mb, 1),
+            "wall_s": round(self.wall_s, 3),
+            "payload_started": self.payload_started,
+            "missing_outputs": list(self.missing_outputs),
+        }
+
+
+class _Stop(Exception):
+    """Ends the step sequence early with a final status."""
+
+    def __init__(self, status: str, reason: str, exit_code: Optional[int] = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+@dataclasses.dataclass
+class _Step:
+    """How one process step ended."""
+
+    returncode: Optional[int]
+    killed: Optional["tuple[str, str]"]
+
+
+@dataclasses.dataclass
+class ExecutorContext:
+    """What every job of one pilot shares."""
+
+    jobs_root: Path
+    cache: BlobCache
+    sink: OutputSink
+    base_env: Mapping[str, str]
+    cancel_grace: float = 10.0
+    url_context: Optional[ssl.SSLContext] = None
+    proc: Path = Path("/proc")
+    keep_work_dirs: bool = False
+    table: Optional[processes.ProcessTable] = None
+
+    def __post_init__(self) -> None:
+        if self.table is None:
+            self.table = processes.ProcessTable(self.proc)
+
+
+def job_environment(
+    spec: JobSpec, base_env: Mapping[str, str], work_dir: Path, cores: int
+) -> Dict[str, str]:
+    """The job's environment: the pilot's, minus its own ``PILOTWMS_*`` settings (the token
+    among them), plus the job's ``Environment`` and the variables that tell a job where it is."""
+    env = {k: v for k, v in base_env.items() if not k.startswith("PILOTWMS_")}
+    env.update(spec.environment)
+    env.update(
+        {
+            "PILOTWMS_JOB_ID": spec.job_id,
+            "PILOTWMS_ATTEMPT": str(spec.attempt),
+            "PILOTWMS_WORKDIR": str(work_dir),
+            "PILOTWMS_CORES": str(cores),
+        }
+    )
+    if "OMP_NUM_THREADS" not in spec.environment:
+        env["OMP_NUM_THREADS"] = str(cores)  # as HTCondor does: threads follow the cores given
+    return env
+
+
+def resolve_program(path: str, work_dir: Path, env: Mapping[str, str]) -> str:
+    """The file to execute: absolute paths as they are; a sandbox file (made executable);
+    otherwise a command found on the job's PATH."""
+    if os.path.isabs(path):
+        if not os.path.exists(path):
+            raise _Stop(SETUP_FAILED, f"{path} does not exist on this node")
+        return path
+    why = safe_relative_name(path)
+    if why:
+        raise _Stop(SETUP_FAILED, f"executable {path!r}: {why}")
+    candidate = work_dir / path
+    if candidate.is_file():
+        mode = candidate.stat().st_mode
+        candidate.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return str(candidate)
+    found = shutil.which(path, path=env.get("PATH"))
+    if found is None:
+        raise _Stop(SETUP_FAILED, f"{path!r} is neither in the sandbox nor on PATH")
+    return found
+
+
+def _dir_name(spec: JobSpec) -> str:
+    """A readable, unique directory name: ids that differ only in odd characters still differ."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.job_id)[:80]
+    if readable != spec.job_id:
+        readable += "-" + hashlib.sha256(spec.job_id.encode()).hexdigest()[:10]
+    return f"{readable}.{spec.attempt}"
+
+
+class JobRunner:
+    """One attempt of one job, run in a daemon thread.
+
+    ``on_event(kind, runner)`` is called from the job's thread with ``"started"`` (the job was
+    received and set-up begins), ``"payload_started"`` (the executable was started: from now on a
+    retry is a deep one) and ``"finished"`` (``runner.result`` is set; the work directory is
+    removed right after, and :meth:`wait` returns once it is gone).
+    """
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        context: ExecutorContext,
+        cores: int,
+        on_event: Callable[[str, "JobRunner"], None],
+    ):
+        self.spec = spec
+        self.context = context
+        self.cores = cores
+        self.on_event = on_event
+        self.work_dir = context.jobs_root / _dir_name(spec)
+        self.result: Optional[JobResult] = None
+        self.payload_started = False
+        self.cpu_s = 0.0
+        self.rss_mb = 0.0
+        self.max_rss_mb = 0.0
+        self._stop_request: Optional["tuple[str, str]"] = None
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._started_at = time.monotonic()
+        self._deadline: Optional[float] = None
+        self._stdout_path: Optional[Path] = None
+        self._thread = threading.Thread(target=self._main, name=f"job-{spec.key}", daemon=True)
+
+    def start(self) -> None:
+        """Start the job's thread."""
+        self._thread.start()
+
+    def stop(self, status: str, reason: str) -> None:
+        """Ask the job to end with ``status`` (``cancelled`` or ``drained``); returns at once."""
+        if self._stop_request is None:
+            self._stop_request = (status, reason)
+        self._wake.set()
+
+    def cancel(self, reason: str = "cancelled by the server") -> None:
+        """Cancel: SIGTERM to the job's processes, SIGKILL after the grace period."""
+        self.stop(CANCELLED, reason)
+
+    def drain(self, reason: str) -> None:
+        """Kill for a pilot shutdown; reported ``drained`` so the server retries it shallowly."""
+        self.stop(DRAINED, reason)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the job's thread has finished; True if it has."""
+        return self._done.wait(timeout)
+
+    @property
+    def finished(self) -> bool:
+        """True once the result is set."""
+        return self._done.is_set()
+
+    def stdout_tail(self, max_bytes: int = _TAIL_BYTES) -> str:
+        """The last ``max_bytes`` of the job's StdOutput file so far (perusal/peek)."""
+        path = self._stdout_path
+        if path is None:
+            return ""
+        try:
+            with open(path, "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - max_bytes))
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _main(self) -> None:
+        spec = self.spec
+        result = JobResult(job_id=spec.job_id, attempt=spec.attempt, status=FAILED)
+        try:
+            self.on_event("started", self)
+            result = self._run()
+        except Exception as exc:  # the thread must always produce a result
+            log.exception("job %s: unexpected error", spec.key)
+            result = JobResult(spec.job_id, spec.attempt, SETUP_FAILED, f"agent error: {exc}")
+        finally:
+            result.wall_s = time.monotonic() - self._started_at
+            result.cpu_s = max(result.cpu_s, self.cpu_s)
+            result.max_rss_mb = max(result.max_rss_mb, self.max_rss_mb)
+            result.payload_started = self.payload_started
+            self.result = result
+            try:
+                self.on_event("finished", self)
+            except Exception:
+                log.exception("job %s: finished callback failed", spec.key)
+            # Removed after the report, off the path to the next job (removing a directory can
+            # take milliseconds); wait() returns only once it is gone.
+            if not self.context.keep_work_dirs:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
+            self._done.set()
+
+    def _check_stop(self) -> None:
+        if self._stop_request is not None:
+            raise _Stop(*self._stop_request)
+
+    def _run(self) -> JobResult:
+        spec = self.spec
+        result = JobResult(spec.job_id, spec.attempt, DONE)
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=False)
+            try:
+                stage_in(
+                    spec.input_sandbox,
+                    self.work_dir,
+                    self.context.cache,
+                    self.context.url_context,
+                )
+            except StagingError as exc:
+                raise _Stop(SETUP_FAILED, str(exc)) from None
+            self._check_stop()
+            if spec.max_wall_time_s:
+                self._deadline = time.monotonic() + spec.max_wall_time_s
+            env = job_environment(spec, self.context.base_env, self.work_dir, self.cores)
+            if spec.prologue is not None:
+                code = self._script(spec.prologue, env, "prologue")
+                if code != 0:
+                    raise _Stop(SETUP_FAILED, f"prologue exited with {code}")
+            self._check_stop()
+            result.exit_code, result.signal = self._payload(env)
+            if result.signal is not None:
+                result.status = FAILED
+                result.reason = f"killed by signal {result.signal}"
+            elif result.exit_code != 0:
+                result.status = FAILED
+                result.reason = f"exit code {result.exit_code}"
+            if spec.epilogue is not None:
+                try:
+                    code = self._script(spec.epilogue, env, "epilogue")
+                except _Stop as stop:
+                    if stop.status != SETUP_FAILED:
+                        raise
+                    code, stop.reason = None, f"epilogue: {stop.reason}"
+                    result.reason = stop.reason
+                if code != 0 and result.status == DONE:
+                    result.status = FAILED
+                    result.reason = result.reason or f"epilogue exited with {code}"
+        except _Stop as stop:
+            result.status, result.reason = stop.status, stop.reason
+            if stop.exit_code is not None:
+                result.exit_code = stop.exit_code
+        except OSError as exc:
+            result.status, result.reason = SETUP_FAILED, f"cannot run the job: {exc}"
+        if result.status in _STAGE_OUT and spec.output_sandbox:
+            outcome = stage_out(spec, self.work_dir, self.context.sink, self.context.url_context)
+            result.missing_outputs = outcome.missing
+            if outcome.missing and not result.reason:
+                result.reason = "missing outputs: " + ", ".join(
+                    f"{name} ({outcome.errors.get(name, '')})" for name in outcome.missing
+                )
+        return result
+
+    def _script(self, script: Script, env: Mapping[str, str], what: str) -> Optional[int]:
+        program = resolve_program(script.path, self.work_dir, env)
+        with open(os.devnull, "rb") as stdin:
+            step = self._step([program, *script.arguments], env, stdin=stdin)
+        if step.killed:
+            raise _Stop(*step.killed)
+        return step.returncode
+
+    def _open_streams(
+        self, stack: contextlib.ExitStack
+    ) -> "tuple[IO[bytes], Optional[IO[bytes]], Optional[IO[bytes]]]":
+        # Each file is registered with the caller's ExitStack, which closes it after the step.
+        spec, work = self.spec, self.work_dir
+        if spec.stdin:
+            if not (work / spec.stdin).is_file():
+                raise _Stop(SETUP_FAILED, f"StdInput {spec.stdin!r} is not in the sandbox")
+            stdin = stack.enter_context(open(work / spec.stdin, "rb"))  # noqa: SIM115
+        else:
+            stdin = stack.enter_context(open(os.devnull, "rb"))  # noqa: SIM115
+        stdout = stderr = None
+        if spec.stdout:
+            (work / spec.stdout).parent.mkdir(parents=True, exist_ok=True)
+            stdout = stack.enter_context(open(work / spec.stdout, "wb"))  # noqa: SIM115
+            self._stdout_path = work / spec.stdout
+        if spec.stderr:
+            if spec.stderr == spec.stdout:
+                stderr = stdout
+            else:
+                (work / spec.stderr).parent.mkdir(parents=True, exist_ok=True)
+                stderr = stack.enter_context(open(work / spec.stderr, "wb"))  # noqa: SIM115
+        return stdin, stdout, stderr
+
+    def _payload(self, env: Mapping[str, str]) -> "tuple[Optional[int], Optional[int]]":
+        program = resolve_program(self.spec.executable, self.work_dir, env)
+        with contextlib.ExitStack() as stack:
+            stdin, stdout, stderr = self._open_streams(stack)
+            step = self._step(
+                [program, *self.spec.arguments],
+                env,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                payload=True,
+            )
+        if step.killed:
+            code = step.returncode
+            raise _Stop(*step.killed, exit_code=code if code is not None and code >= 0 else None)
+        code = step.returncode
+        if code is not None and code < 0:
+            return None, -code
+        return code, None
+
+    def _step(
+        self,
+        argv: List[str],
+        env: Mapping[str, str],
+        *,
+        stdin: IO[bytes],
+        stdout: Optional[IO[bytes]] = None,
+        stderr: Optional[IO[bytes]] = None,
+        payload: bool = False,
+    ) -> _Step:
+        """Run one process step to its end, enforcing limits and stop requests."""
+        options: Dict[str, Any] = {
+            "cwd": str(self.work_dir),
+            "env": dict(env),
+            "stdin": stdin,
+            "stdout": stdout if stdout is not None else subprocess.DEVNULL,
+            "stderr": stderr if stderr is not None else subprocess.DEVNULL,
+            "start_new_session": True,
+            "close_fds": True,
+        }
+        try:
+            proc = subprocess.Popen(argv, **options)
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise
+            # A script without a "#!" line: run it with the shell, as a login shell would.
+            proc = subprocess.Popen(["/bin/sh", *argv], **options)
+        session = proc.pid
+        started = time.monotonic()
+        if payload:
+            self.payload_started = True
+            self.on_event("payload_started", self)
+        killed: Optional["tuple[str, str]"] = None
+        term_at: Optional[float] = None
+        next_sample = time.monotonic() + 0.05
+        delay = 0.001
+        limit = self.spec.max_memory_mb
+        try:
+            while True:
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    self.cpu_s = max(self.cpu_s, rusage.ru_utime + rusage.ru_stime)
+                    self.max_rss_mb = max(self.max_rss_mb, rusage.ru_maxrss / 1024.0)
+                    break
+                now = time.monotonic()
+                if now >= next_sample:
+                    next_sample = now + _SAMPLE_PERIOD
+                    table = self.context.table or processes.ProcessTable(self.context.proc)
+                    used = processes.usage(table.members(session))
+                    self.rss_mb = used.rss_mb
+                    self.cpu_s = max(self.cpu_s, used.cpu_s)
+                    self.max_rss_mb = max(self.max_rss_mb, used.rss_mb)
+                    if killed is None and limit and used.rss_mb > limit:
+                        killed = (
+                            KILLED_MEMORY,
+                            f"memory {used.rss_mb:.0f} MiB over the limit of {limit} MiB",
+                        )
+                        processes.signal_session(session, signal.SIGKILL, self.context.proc)
+                if killed is None and self._deadline is not None and now >= self._deadline:
+                    killed = (
+                        KILLED_WALLTIME,
+                        f"wall-clock limit of {self.spec.max_wall_time_s:g} s exceeded",
+                    )
+                if killed is None and self._stop_request is not None:
+                    killed = self._stop_request
+                if killed is not None and term_at is None:
+                    term_at = now
+                    processes.signal_session(session, signal.SIGTERM, self.context.proc)
+                if term_at is not None and now - term_at >= self.context.cancel_grace:
+                    processes.signal_session(session, signal.SIGKILL, self.context.proc)
+                # The stop request itself persists, so clearing here loses nothing and keeps
+                # the grace period from turning into a busy loop.
+                self._wake.wait(delay)
+                self._wake.clear()
+                delay = min(_MAX_POLL, delay * 2)
+        finally:
+            if proc.returncode is None:
+                processes.signal_session(session, signal.SIGKILL, self.context.proc)
+                proc.wait()
+            # Stragglers: the process group always; the whole session (a /proc scan, which
+            # costs milliseconds) unless the step was a short one that was never killed, so
+            # that a /bin/true job costs what spawning it costs.
+            if killed is not None or time.monotonic() - started >= _SWEEP_AFTER:
+                processes.kill_session(session, self.context.proc)
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(session, signal.SIGKILL)
+            self.rss_mb = 0.0
+        return _Step(returncode=proc.returncode, killed=killed)

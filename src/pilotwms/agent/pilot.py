@@ -1,0 +1,472 @@
+"""The thin runner: register, then loop (work, heartbeats, commands, reports) until told to exit.
+
+All decisions come from the pure parts (``slots``, ``lifecycle``, ``jobspec``); this module only
+does the I/O around them. The main thread never blocks on the server: the long-poll work request
+runs in a short-lived thread of its own, jobs run in their own threads, and every other server
+call is one try whose failure schedules the next try with back-off. So a pilot whose server is
+away keeps its jobs running and their limits enforced, keeps their reports in the spool, and
+delivers them when the server returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+
+from . import AGENT_VERSION
+from .executor import REFUSED, SETUP_FAILED, ExecutorContext, JobRunner
+from .glue import dynamic_attributes, slot_ad
+from .jobspec import JobSpecError, parse_job_spec
+from .lifecycle import DRAINING, Lifecycle
+from .protocol import PilotClient
+from .settings import AgentSettings
+from .slot import SlotFacts
+from .slots import SlotBook
+from .spool import Spool, new_report_id
+from .staging import BlobCache
+from .transport import Backoff, ServerRejected, ServerUnreachable, StaleAttempt, ssl_context
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_REJECTED = 2
+
+_TICK = 0.5
+_FINAL_FLUSH_S = 30.0
+
+
+class WorkDirBusy(RuntimeError):
+    """Another agent is using the work directory (its spool and cache must not be shared)."""
+
+
+def lock_work_dir(root: Path) -> IO[bytes]:
+    """Hold an exclusive lock on ``root`` for the life of the returned handle."""
+    root.mkdir(parents=True, exist_ok=True)
+    handle = open(root / "agent.lock", "ab")  # noqa: SIM115 - held until the pilot ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise WorkDirBusy(f"{root} is in use by another pilot agent") from None
+    return handle
+
+
+class Pilot:
+    """One pilot's run. ``clock`` is monotonic seconds, ``wall`` epoch seconds for reports."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        client: PilotClient,
+        facts: SlotFacts,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        base_env: Optional[Mapping[str, str]] = None,
+        backoff: Optional[Backoff] = None,
+    ):
+        self.settings = settings
+        self.client = client
+        self.facts = facts
+        self.clock = clock
+        self.wall = wall
+        self.backoff = backoff or Backoff(base=1.0, cap=60.0)
+        root = settings.work_path
+        self._lock = lock_work_dir(root)
+        self.spool = Spool(root / "spool")
+        self.cache = BlobCache(root / "cache", client)
+        self.slots = SlotBook(facts.cores, facts.memory_mb, settings.max_jobs)
+        self.lifecycle = Lifecycle(
+            clock(),
+            wait_term=settings.wait_term,
+            max_runtime=settings.max_runtime,
+            batch_time_left=facts.batch_time_left_s,
+            min_time_left=settings.min_time_left,
+            end_margin=settings.cancel_grace + 20.0,
+        )
+        self.context = ExecutorContext(
+            jobs_root=root / "jobs",
+            cache=self.cache,
+            sink=client,
+            base_env=dict(os.environ if base_env is None else base_env),
+            cancel_grace=settings.cancel_grace,
+            url_context=ssl_context(settings.ca_file or None, settings.insecure),
+        )
+        self.context.jobs_root.mkdir(parents=True, exist_ok=True)
+        self.runners: Dict[str, JobRunner] = {}
+        self.heartbeat_s = 30.0
+        self.poll_wait_s = 20.0
+        self._wake = threading.Event()
+        self._finished: "queue.Queue[JobRunner]" = queue.Queue()
+        self._polled: "queue.Queue[Any]" = queue.Queue()
+        self._poll_outstanding = False
+        self._signals = 0
+        self._failures = 0
+        self._next_try = 0.0
+        self._next_heartbeat = 0.0
+        self._peek_sizes: Dict[str, int] = {}
+        self.exit_reason = ""
+
+    # -- events from job threads and signal handlers -------------------------------------------
+
+    def _report(self, job_id: str, attempt: int, kind: str, **fields: Any) -> None:
+        report = {
+            "report_id": new_report_id(),
+            "job_id": job_id,
+            "attempt": attempt,
+            "type": kind,
+            "time": self.wall(),
+        }
+        report.update(fields)
+        self.spool.add(report)
+        self._wake.set()
+
+    def _on_event(self, kind: str, runner: JobRunner) -> None:
+        spec = runner.spec
+        if kind == "finished" and runner.result is not None:
+            fields = runner.result.report()
+            for name in ("type", "job_id", "attempt"):
+                fields.pop(name)
+            fields["stdout_tail"] = runner.stdout_tail(2048) if spec.perusal else ""
+            try:
+                self._report(spec.job_id, spec.attempt, "finished", **fields)
+            finally:
+                # Even if the report cannot be written, the slot must be freed.
+                self._finished.put(runner)
+                self._wake.set()
+        elif kind in ("started", "payload_started"):
+            self._report(spec.job_id, spec.attempt, kind)
+
+    def handle_signal(self, signum: int, frame: Any = None) -> None:
+        """SIGTERM/SIGINT: the first drains with ``sigterm_grace``, the next kills at once."""
+        self._signals += 1
+        self._wake.set()
+
+    # -- the main loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until the lifecycle says exit; returns the process exit code."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.handle_signal)
+            signal.signal(signal.SIGINT, self.handle_signal)
+        code = self._register_until_done()
+        if code is not None:
+            return code
+        handled_signals = 0
+        while True:
+            now = self.clock()
+            self._reap(now)
+            if self._signals > handled_signals:
+                grace = self.settings.sigterm_grace if handled_signals == 0 else 0.0
+                handled_signals = self._signals
+                self.lifecycle.on_drain(now, "SIGTERM from the batch system", grace)
+            self._take_polled(now)
+            decision = self.lifecycle.decide(now, len(self.runners))
+            if decision.kill_running:
+                for runner in self.runners.values():
+                    runner.drain(decision.reason)
+            # With a work request still out, its answer may hold a job for this pilot: an idle
+            # pilot waits for it (a long poll always ends) rather than strand the job; a
+            # draining one does not, since the batch system may not wait that long.
+            waiting = self._poll_outstanding and self.lifecycle.phase != DRAINING
+            if decision.exit and not waiting:
+                self.exit_reason = decision.reason
+                break
+            if now >= self._next_try:
+                self._talk(now, decision.take_work, decision.time_left_s)
+            self._wake.wait(_TICK)
+            self._wake.clear()
+        return self._shutdown()
+
+    def _register_until_done(self) -> Optional[int]:
+        """Register, retrying with back-off; an exit code if the pilot must give up."""
+        while True:
+            now = self.clock()
+            try:
+                self._register()
+                return None
+            except ServerRejected as exc:
+                log.error("the server refused this pilot: %s", exc)
+                return EXIT_REJECTED
+            except ServerUnreachable as exc:
+                self._failures += 1
+                decision = self.lifecycle.decide(now, 0)
+                if decision.exit or self._signals:
+                    log.error("server unreachable, giving up: %s", exc)
+                    return EXIT_UNREACHABLE
+                delay = self.backoff.delay(self._failures, exc.retry_after)
+                log.warning("cannot register (%s); retry in %.1f s", exc, delay)
+                self._wake.wait(delay)
+                self._wake.clear()
+
+    def _register(self) -> None:
+        ad = slot_ad(
+            self.facts,
+            self.settings,
+            agent_version=AGENT_VERSION,
+            free_cores=self.slots.free().cores,
+            free_memory_mb=self.slots.free().memory_mb,
+            running_jobs=len(self.runners),
+            time_left_s=self.lifecycle.time_left(self.clock()),
+        )
+        reply = self.client.register(ad, AGENT_VERSION, self.settings.queue, self.facts.batch_id)
+        self.heartbeat_s = float(self.settings.heartbeat or reply.get("heartbeat_interval_s") or 30)
+        self.poll_wait_s = float(self.settings.poll_wait or reply.get("poll_wait_s") or 20)
+        self._failures = 0
+        self._next_heartbeat = self.clock()
+        log.info("registered as pilot %s (%d cores)", self.client.pilot_id, self.facts.cores)
+
+    def _talk(self, now: float, take_work: bool, time_left: Optional[float]) -> None:
+        """One round of server calls; a failure backs off the next round."""
+        try:
+            # The work request goes first: it runs in its own thread, concurrently with the
+            # reports and the heartbeat below, so a freed slot is offered without waiting.
+            if take_work:
+                self._start_poll(time_left)
+            if len(self.spool):
+                self._flush()
+            if now >= self._next_heartbeat:
+                self._heartbeat()
+                self._next_heartbeat = now + self.heartbeat_s
+            self._failures = 0
+        except (ServerUnreachable, ServerRejected) as exc:
+            self._call_failed(now, exc)
+
+    def _call_failed(self, now: float, exc: Exception, pilot_id: Optional[str] = None) -> None:
+        """A server call failed: register again if the pilot is unknown, else back off.
+
+        ``pilot_id`` is the id the failed call was made with; a 404 for an id already replaced
+        by a new registration needs nothing more.
+        """
+        if pilot_id is not None and pilot_id != self.client.pilot_id:
+            return
+        if isinstance(exc, ServerRejected) and exc.status in (404, 410):
+            log.warning("the server no longer knows this pilot; registering again")
+            try:
+                self._register()
+                return
+            except (ServerUnreachable, ServerRejected) as again:
+                exc = again
+        self._server_down(now, exc)
+
+    def _server_down(self, now: float, exc: Exception) -> None:
+        self._failures += 1
+        retry_after = getattr(exc, "retry_after", None)
+        delay = self.backoff.delay(self._failures, retry_after)
+        self._next_try = now + delay
+        log.warning("server call failed (%s); next try in %.1f s", exc, delay)
+
+    # -- work ----------------------------------------------------------------------------------
+
+    def _start_poll(self, time_left: Optional[float]) -> None:
+        # One work request at a time, and not before its answer has been taken: the free slots
+        # it advertises must not count jobs that are already on their way.
+        if self._poll_outstanding:
+            return
+        free = self.slots.free()
+        if free.jobs <= 0 or free.cores <= 0:
+            return
+        body = {
+            "free_cores": free.cores,
+            "free_memory_mb": free.memory_mb,
+            "time_left_s": time_left,
+            "max_jobs": free.jobs,
+            "wait_s": self.poll_wait_s,
+            "ad_update": dynamic_attributes(
+                self.facts,
+                free_cores=free.cores,
+                free_memory_mb=free.memory_mb,
+                running_jobs=len(self.runners),
+                time_left_s=time_left,
+            ),
+        }
+        self._poll_outstanding = True
+        threading.Thread(
+            target=self._poll, args=(body, self.client.pilot_id), name="work-poll", daemon=True
+        ).start()
+
+    def _poll(self, body: Dict[str, Any], pilot_id: Optional[str]) -> None:
+        try:
+            self._polled.put((pilot_id, self.client.request_work(**body)))
+        except Exception as exc:  # handed to the main thread, which owns the back-off
+            self._polled.put((pilot_id, exc))
+        self._wake.set()
+
+    def _take_polled(self, now: float) -> None:
+        while True:
+            try:
+                pilot_id, item = self._polled.get_nowait()
+            except queue.Empty:
+                return
+            self._poll_outstanding = False
+            if isinstance(item, Exception):
+                self._call_failed(now, item, pilot_id)
+            else:
+                for raw in item:
+                    self._accept(raw, now)
+
+    def _accept(self, raw: Any, now: float) -> None:
+        """Start one job spec from the server, or report why it cannot run here."""
+        try:
+            spec = parse_job_spec(raw)
+        except JobSpecError as exc:
+            log.error("%s", exc)
+            if exc.job_id is not None and exc.attempt is not None:
+                self._report(
+                    exc.job_id, exc.attempt, "finished", status=SETUP_FAILED, reason=str(exc)
+                )
+            return
+        if spec.key in self.runners:
+            return
+        refusal = ""
+        if self.lifecycle.phase == DRAINING:
+            refusal = f"pilot is draining ({self.lifecycle.drain_reason})"
+        elif not self.lifecycle.job_fits(spec.max_wall_time_s, now):
+            refusal = "job does not fit the pilot's time left"
+        else:
+            reservation = self.slots.reserve(spec.key, spec.cores, spec.memory_mb, spec.whole_node)
+            if not reservation.granted:
+                refusal = reservation.reason
+        if refusal:
+            log.warning("refusing job %s: %s", spec.key, refusal)
+            self._report(
+                spec.job_id,
+                spec.attempt,
+                "finished",
+                status=REFUSED,
+                reason=refusal,
+                payload_started=False,
+            )
+            return
+        claim = self.slots.claims[spec.key]
+        runner = JobRunner(spec, self.context, claim.cores, self._on_event)
+        self.runners[spec.key] = runner
+        self.lifecycle.on_job_started(now)
+        log.info("starting job %s on %d cores", spec.key, claim.cores)
+        runner.start()
+
+    def _reap(self, now: float) -> None:
+        while True:
+            try:
+                runner = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            self.runners.pop(runner.spec.key, None)
+            self.slots.release(runner.spec.key)
+            self._peek_sizes.pop(runner.spec.key, None)
+            self.lifecycle.on_job_finished(now, len(self.runners))
+            result = runner.result
+            if result is not None:
+                log.info("job %s ended %s %s", runner.spec.key, result.status, result.reason)
+
+    # -- heartbeat, commands, reports ----------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        jobs = [
+            {
+                "job_id": r.spec.job_id,
+                "attempt": r.spec.attempt,
+                "cpu_s": round(r.cpu_s, 3),
+                "rss_mb": round(r.rss_mb, 1),
+                "payload_started": r.payload_started,
+            }
+            for r in self.runners.values()
+        ]
+        state = "draining" if self.lifecycle.phase == DRAINING else "running"
+        for command in self.client.heartbeat(state, jobs):
+            self._command(command)
+        for runner in self.runners.values():
+            if runner.spec.perusal:
+                self._peek(runner, only_if_grown=True)
+
+    def _command(self, command: Dict[str, Any]) -> None:
+        action = command.get("action")
+        key = f"{command.get('job_id')}/{command.get('attempt')}"
+        runner = self.runners.get(key)
+        if action == "cancel":
+            if runner is not None:
+                log.info("cancelling job %s on the server's command", key)
+                runner.cancel(str(command.get("reason") or "cancelled by the server"))
+        elif action == "drain":
+            grace = command.get("grace_s")
+            reason = str(command.get("reason") or "drain requested by the server")
+            log.info("draining: %s", reason)
+            self.lifecycle.on_drain(
+                self.clock(), reason, float(grace) if isinstance(grace, (int, float)) else None
+            )
+        elif action == "peek":
+            if runner is not None:
+                self._peek(runner, only_if_grown=False)
+        else:
+            log.warning("ignoring unknown command %r", command)
+
+    def _peek(self, runner: JobRunner, only_if_grown: bool) -> None:
+        spec = runner.spec
+        tail = runner.stdout_tail()
+        fingerprint = hash(tail)
+        if only_if_grown and (not tail or self._peek_sizes.get(spec.key) == fingerprint):
+            return
+        self._peek_sizes[spec.key] = fingerprint
+        self._report(spec.job_id, spec.attempt, "peek", stdout_tail=tail)
+
+    def _send_reports(self, reports: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        try:
+            return self.client.send_reports(reports)
+        except StaleAttempt:
+            if len(reports) == 1:
+                return [{"report_id": reports[0]["report_id"], "outcome": "stale"}]
+            results: List[Dict[str, Any]] = []
+            for report in reports:
+                results.extend(self._send_reports([report]))
+            return results
+
+    def _flush(self) -> None:
+        self.spool.flush(self._send_reports)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _shutdown(self) -> int:
+        log.info("pilot exits: %s", self.exit_reason)
+        for runner in list(self.runners.values()):
+            runner.drain(self.exit_reason or "pilot exits")
+        for runner in list(self.runners.values()):
+            runner.wait(self.settings.cancel_grace + 30)
+        self._reap(self.clock())
+        if self._poll_outstanding:
+            # Jobs that arrive now are refused (the pilot is draining), so the server can give
+            # them to another pilot at once instead of waiting for a lease to run out.
+            self.lifecycle.on_drain(self.clock(), self.exit_reason or "pilot exits", 0.0)
+            with contextlib.suppress(queue.Empty):
+                self._polled.put(self._polled.get(timeout=5.0))
+            self._take_polled(self.clock())
+        deadline = self.clock() + _FINAL_FLUSH_S
+        failures = 0
+        while len(self.spool) and self.clock() < deadline:
+            try:
+                self._flush()
+            except (ServerUnreachable, ServerRejected) as exc:
+                failures += 1
+                delay = min(self.backoff.delay(failures), max(0.0, deadline - self.clock()))
+                log.warning("cannot send final reports (%s); retry in %.1f s", exc, delay)
+                time.sleep(delay)
+        if len(self.spool):
+            log.error("%d reports left in %s", len(self.spool), self.spool.directory)
+        # The blob cache and job directories belong to this pilot only; the spool stays.
+        shutil.rmtree(self.cache.directory, ignore_errors=True)
+        shutil.rmtree(self.context.jobs_root, ignore_errors=True)
+        try:
+            self.client.deregister(self.exit_reason or "done")
+        except (ServerUnreachable, ServerRejected) as exc:
+            log.warning("deregistration failed: %s", exc)
+        self._lock.close()
+        return EXIT_OK

@@ -1,0 +1,121 @@
+"""Reports on disk: atomic, ordered, kept across a restart, removed only once acknowledged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pilotwms.agent.spool import Spool
+
+
+class FakeServer:
+    """Deduplicates by report_id as the protocol requires; can be made unreachable."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, dict[str, Any]] = {}
+        self.calls = 0
+        self.down = False
+        self.stale: set[int] = set()
+
+    def send(self, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("server down")
+        results = []
+        for report in reports:
+            rid = report["report_id"]
+            if report.get("attempt") in self.stale:
+                outcome = "stale"
+            elif rid in self.seen:
+                outcome = "duplicate"
+            else:
+                self.seen[rid] = report
+                outcome = "accepted"
+            results.append({"report_id": rid, "outcome": outcome})
+        return results
+
+
+def test_finished_reports_survive_a_restart_and_are_flushed_in_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    ids = [spool.add({"job_id": j, "attempt": 1, "type": "finished"}) for j in ("a", "b")]
+    spool.add({"job_id": "a", "attempt": 1, "type": "started"})  # progress: memory only
+    assert len(set(ids)) == 2 and len(spool) == 3
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 2
+    server = FakeServer()
+    server.down = True
+    with pytest.raises(ConnectionError):
+        spool.flush(server.send)
+    del spool  # the pilot "crashes" here
+    (tmp_path / "spool" / "000000000099-half.tmp").write_text("{")  # an interrupted write
+
+    reopened = Spool(tmp_path / "spool")
+    assert [r["report_id"] for r in reopened.pending()] == ids
+    assert not list((tmp_path / "spool").glob("*.tmp"))
+    later = reopened.add({"job_id": "k", "attempt": 1, "type": "finished"})
+    server.down = False
+    assert reopened.flush(server.send) == 3
+    assert list(server.seen) == [*ids, later]
+    assert len(reopened) == 0
+    assert not list((tmp_path / "spool").glob("*.json"))
+
+
+def test_fsync_mode_writes_the_same_files(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=True)
+    rid = spool.add({"type": "finished", "job_id": "j", "attempt": 1})
+    assert [r["report_id"] for r in Spool(tmp_path).pending()] == [rid]
+
+
+def test_resending_after_a_lost_acknowledgement_is_harmless(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    rid = spool.add({"job_id": "j", "attempt": 1, "type": "finished", "exit_code": 0})
+    server = FakeServer()
+    server.send(Spool(tmp_path).pending())  # delivered, but the reply was lost: still on disk
+    assert spool.flush(server.send) == 1
+    assert len(server.seen) == 1 and rid in server.seen
+    assert len(spool) == 0
+
+
+def test_adding_the_same_report_id_twice_keeps_one(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.add({"report_id": "r1", "type": "started"})
+    spool.add({"report_id": "r1", "type": "started"})
+    assert [r["report_id"] for r in spool.pending()] == ["r1"]
+
+
+def test_stale_reports_are_dropped_and_unknown_outcomes_kept(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.add({"report_id": "old", "attempt": 1})
+    spool.add({"report_id": "new", "attempt": 2})
+    spool.add({"report_id": "odd", "attempt": 3})
+    server = FakeServer()
+    server.stale = {1}
+
+    def send(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results = server.send(reports)
+        return [
+            r if r["report_id"] != "odd" else {"report_id": "odd", "outcome": "?"} for r in results
+        ]
+
+    assert spool.flush(send) == 2
+    assert [r["report_id"] for r in spool.pending()] == ["odd"]
+
+
+def test_batches_and_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "000000000100-broken.json").write_text("{not json")
+    spool = Spool(tmp_path)
+    for n in range(5):
+        spool.add({"n": n, "type": "finished"})
+    sizes: list[int] = []
+    server = FakeServer()
+
+    def send(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        sizes.append(len(reports))
+        return server.send(reports)
+
+    assert spool.flush(send, batch_size=2) == 5
+    assert sizes == [2, 2, 1]
+    assert (tmp_path / "000000000100-broken.bad").exists()
+    assert [json.loads(json.dumps(r))["n"] for r in server.seen.values()] == [0, 1, 2, 3, 4]
