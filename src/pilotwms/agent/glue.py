@@ -44,7 +44,6 @@ def dynamic_attributes(
     seconds = -1 if time_left_s is None else max(0, int(time_left_s))
     return {
         "FreeCpus": free_cores,
-        "FreeCPUs": free_cores,
         "FreeMemory": free_memory_mb,
         "RunningJobs": running_jobs,
         "TimeLeft": seconds,
