@@ -42,8 +42,6 @@ def test_agent_command_line(ctx: PilotScriptContext) -> None:
         "/opt/pilotwms/agent.pyz",
         "--server",
         "https://wms.example.org",
-        "--token",
-        "tok-123",
         "--queue",
         "q1",
         "--site",
@@ -64,6 +62,8 @@ def test_agent_command_line(ctx: PilotScriptContext) -> None:
     assert agent_command(installed)[:3] == ["python3", "-m", "pilotwms.agent"]
     assert "--max-runtime" not in agent_command(installed)
     assert "--tags" not in agent_command(installed)
+    # the token is never on a command line (readable by every user of the node through ps)
+    assert "--token" not in agent_command(agent) and "tok-123" not in agent_command(agent)
 
 
 def _stub_python(tmp_path: Path) -> Path:

@@ -25,6 +25,7 @@ print("agent", " ".join(args), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
 print("batch id", os.environ["PILOTWMS_BATCH_ID"], os.environ["PILOTWMS_QUEUE"], flush=True)
 print("leak", os.environ.get("PILOTWMS_CORES", "none"), flush=True)
+print("token", os.environ.get("PILOTWMS_TOKEN", "missing"), flush=True)
 mode = os.environ.get("STUB_MODE", "sleep")
 if mode == "child":
     child = subprocess.Popen(["sleep", "300"])
@@ -72,11 +73,13 @@ def test_pilots_run_finish_and_fail(
     assert failed.reason == "exit code 3" and failed.exit_code == 3
     logs = backend.log_paths(ok[0], local_ctx.log_dir)
     out = logs.stdout.read_text()
-    assert out.startswith("agent --server https://wms.example.org --token tok-123 --queue q1")
+    assert out.startswith("agent --server https://wms.example.org --queue q1")
+    assert "tok-123" not in out
     assert "--wait-term 300 --max-runtime 3000" in out
     assert logs.stderr.read_text() == "to stderr\n"
     assert f"batch id {ok[0]} q1\n" in out
     assert "leak none\n" in out
+    assert "token tok-123\n" in out  # through the environment, not the command line
 
 
 def test_cancel_kills_the_whole_process_group(

@@ -132,11 +132,9 @@ def test_real_slurm_pilots_run_finish_and_fail(
     # the agent got the documented command line and environment, and its output went to the
     # per-pilot log file
     args = (tmp_path / f"{short[0]}.args").read_text().split()
-    assert args[:8] == [
+    assert args[:6] == [
         "--server",
         "http://127.0.0.1:9",
-        "--token",
-        "tok-slurm",
         "--queue",
         "slurm-test",
         "--site",

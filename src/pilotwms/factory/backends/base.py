@@ -176,15 +176,17 @@ class PilotScriptContext:
 
 
 def agent_command(ctx: PilotScriptContext, agent_path: str | None = None) -> list[str]:
-    """The agent's command line. ``agent_path`` replaces a URL once the script has fetched it."""
+    """The agent's command line. ``agent_path`` replaces a URL once the script has fetched it.
+
+    The pilot token is not on it: a command line is readable by every user of the worker node
+    (``ps``), so the token travels in ``PILOTWMS_TOKEN`` (see :func:`agent_environment`).
+    """
     agent = agent_path if agent_path is not None else ctx.agent
     head = [ctx.python, "-m", "pilotwms.agent"] if agent is None else [ctx.python, agent]
     argv = [
         *head,
         "--server",
         ctx.server_url,
-        "--token",
-        ctx.token,
         "--queue",
         ctx.queue,
         "--site",
@@ -201,6 +203,11 @@ def agent_command(ctx: PilotScriptContext, agent_path: str | None = None) -> lis
     if ctx.max_runtime is not None:
         argv += ["--max-runtime", str(ctx.max_runtime)]
     return argv + list(ctx.extra_args)
+
+
+def agent_environment(ctx: PilotScriptContext) -> dict[str, str]:
+    """The variables the agent needs besides its command line: the token, the queue."""
+    return {"PILOTWMS_TOKEN": ctx.token, "PILOTWMS_QUEUE": ctx.queue}
 
 
 def render_pilot_body(ctx: PilotScriptContext, batch_id_variable: str | None = None) -> str:
@@ -221,7 +228,8 @@ def render_pilot_body(ctx: PilotScriptContext, batch_id_variable: str | None = N
     ]
     for name, value in sorted(ctx.environment.items()):
         lines.append(f"export {name}={shlex.quote(value)}")
-    lines.append(f"export PILOTWMS_QUEUE={shlex.quote(ctx.queue)}")
+    for name, value in agent_environment(ctx).items():
+        lines.append(f"export {name}={shlex.quote(value)}")
     if batch_id_variable:
         lines.append(f'export PILOTWMS_BATCH_ID="${{{batch_id_variable}:-}}"')
     agent = ctx.agent

@@ -30,6 +30,7 @@ from pilotwms.factory.backends.base import (
     PilotScriptContext,
     SubmitError,
     agent_command,
+    agent_environment,
     unknown,
 )
 
@@ -82,7 +83,7 @@ class LocalBackend(Backend):
         # The agent reads PILOTWMS_* variables as settings: none of the factory's may leak in.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PILOTWMS_")}
         env.update(ctx.environment)
-        env["PILOTWMS_QUEUE"] = ctx.queue
+        env.update(agent_environment(ctx))
         argv = self.command(ctx)
         ids: list[str] = []
         for _ in range(n):
