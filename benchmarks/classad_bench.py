@@ -84,7 +84,8 @@ def main() -> None:
 
     job, slot = parse_ad(JOB_JDL), parse_ad(SLOT_AD)
     ref_job, ref_slot = classad2.parseOne(JOB_JDL), classad2.parseOne(SLOT_AD)
-    assert matches(job, slot) and ref_job.matches(ref_slot), "the benchmark ads must match"
+    if not (matches(job, slot) and ref_job.matches(ref_slot)):
+        raise SystemExit("the benchmark's job and slot ads no longer match: fix the ads")
     ours_match = _per_op_us(lambda: matches(job, slot))
     ref_match = _per_op_us(lambda: ref_job.matches(ref_slot))
 

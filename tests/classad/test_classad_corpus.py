@@ -14,13 +14,14 @@ BROKEN = {
     "049-mpistart-integration-member.jdl": (10, 1, "Rank"),
     # DIRAC template with %(InputData)s placeholders
     "074-dirac-testWF-parametric.jdl": (4, 17, "%"),
+    # the WMS user guide's DAG declares nodeB twice (classad2 keeps the last one silently)
+    "076-doc-wmsug-dag.jdl": (12, 6, "nodeB"),
 }
 FILES = sorted(CORPUS.glob("*.jdl")) if CORPUS.is_dir() else []
-pytestmark = pytest.mark.skipif(not FILES, reason=f"JDL corpus not found at {CORPUS}")
 
 
 def test_corpus_has_eighty_files() -> None:
-    assert len(FILES) == 80
+    assert len(FILES) == 80, f"the JDL corpus is expected at {CORPUS} (shared/ beside the clone)"
 
 
 @pytest.mark.parametrize("path", [p for p in FILES if p.name not in BROKEN], ids=lambda p: p.name)

@@ -3,6 +3,7 @@ fault."""
 
 from __future__ import annotations
 
+import classad2
 import pytest
 
 from pilotwms.classad import ClassAd, ClassAdSyntaxError, Expr, parse_ad, parse_expr, unparse
@@ -56,9 +57,14 @@ def test_duplicate_attribute_is_reported_at_the_second_definition() -> None:
     assert "'A'" in err.message and "line 2, column 3" in err.message
 
 
-def test_duplicate_in_a_nested_record_keeps_the_last_definition_as_htcondor() -> None:
-    ad = parse_ad("[ nodes = [ n = 1; n = 2 ] ]")
-    assert parse_expr("nodes.n").evaluate(ad) == 2
+def test_duplicate_in_a_nested_record_is_an_error_too() -> None:
+    """On purpose unlike classad2, which keeps the last definition of a nested record silently:
+    a DAG node declared twice would then run once, and the user would never know why."""
+    with pytest.raises(ClassAdSyntaxError) as info:
+        parse_ad("[ nodes = [\n  n = 1;\n  n = 2 ] ]")
+    assert (info.value.line, info.value.column) == (3, 3)
+    assert "'n'" in info.value.message
+    assert classad2.parseOne("[ nodes = [ n = 1; n = 2 ] ]").eval("nodes").eval("n") == 2
 
 
 def test_missing_semicolon_points_at_the_next_attribute() -> None:

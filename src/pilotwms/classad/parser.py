@@ -133,9 +133,10 @@ class _Parser:
     def attribute_list(self, closer: str, top: bool = False) -> ClassAd:
         """``name = expr (; name = expr)* ;?`` up to ``closer`` (not consumed).
 
-        A name defined twice is a syntax error in the top-level ad.  In nested records the
-        last definition wins, as in HTCondor: published gLite DAGs (the WMS user guide's own
-        example) repeat node names there and gLite accepts them.
+        A name defined twice in one record is a syntax error, nested records included.
+        HTCondor keeps the last definition in a nested record, silently; for a job
+        description that silence loses data (a DAG node declared twice runs once), so we
+        report it where it happens.
         """
         toks = self.toks
         attrs: dict[str, Expr] = {}
@@ -154,7 +155,7 @@ class _Parser:
             else:
                 name = tok[1]
             lname = name.lower()
-            if top and lname in attrs:
+            if lname in attrs:
                 first = positions[lname]
                 raise self.error(
                     f"attribute '{name}' is defined twice (first at line {first[0]}, "
