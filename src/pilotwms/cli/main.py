@@ -10,8 +10,12 @@ from __future__ import annotations
 import typer
 
 from pilotwms import __version__
+from pilotwms.cli import admin as admin_cli
 from pilotwms.cli import classad as classad_cli
 from pilotwms.cli import jdl as jdl_cli
+from pilotwms.cli import jobs as jobs_cli
+from pilotwms.cli import pilot as pilot_cli
+from pilotwms.cli import server as server_cli
 
 app = typer.Typer(
     name="pilotwms",
@@ -22,6 +26,10 @@ app = typer.Typer(
 )
 app.add_typer(jdl_cli.app, name="jdl")
 app.add_typer(classad_cli.app, name="classad")
+app.command("pilot", **pilot_cli.COMMAND_SETTINGS)(pilot_cli.pilot)
+app.add_typer(server_cli.app, name="server")
+app.add_typer(admin_cli.app, name="admin")
+jobs_cli.register(app)
 
 
 def _version(value: bool) -> None:

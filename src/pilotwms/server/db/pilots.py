@@ -1,0 +1,116 @@
+"""Pilots, the attempts they run, the commands waiting for them, the reports they sent and the
+factory queues they come from.
+
+The pilot protocol (registration, leases, heartbeats) fills these tables; the server side of job
+management already uses ``job_commands`` to ask a pilot to kill a cancelled job.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from pilotwms.server.db.metadata import IdType, UTCDateTime, metadata
+
+pilots = Table(
+    "pilots",
+    metadata,
+    Column("id", IdType, Identity(), primary_key=True),
+    Column("token_id", String(32), ForeignKey("tokens.id", ondelete="SET NULL")),
+    Column("queue", String(256)),
+    Column("site", String(256)),
+    Column("batch_job_id", String(256)),
+    Column("version", String(64)),
+    Column("ad", JSON),
+    Column("state", String(16), nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+    Column("last_heartbeat_at", UTCDateTime),
+    Column("lease_expires_at", UTCDateTime),
+    Column("jobs_run", Integer, nullable=False, server_default="0"),
+    # Why the pilot left (its deregistration reason, or "lease expired").
+    Column("exit_reason", Text),
+    # A drain asked for by an administrator, delivered once with the next heartbeat.
+    Column("drain_reason", Text),
+    Column("drain_grace_s", Float),
+    Column("drain_sent", Boolean, nullable=False, server_default="0"),
+    Index("ix_pilots_state_lease_expires_at", "state", "lease_expires_at"),
+)
+
+# One try at running a job on a pilot; reports name their attempt so stale ones are refused.
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", IdType, Identity(), primary_key=True),
+    Column("job_id", IdType, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("pilot_id", IdType, ForeignKey("pilots.id", ondelete="SET NULL")),
+    Column("state", String(16), nullable=False),
+    Column("payload_started", Boolean, nullable=False, server_default="0"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("exit_code", Integer),
+    Column("reason", Text),
+    # The last heartbeat that listed this attempt, and the use it reported.
+    Column("last_seen_at", UTCDateTime),
+    Column("cpu_s", Float),
+    Column("rss_mb", Float),
+    Column("max_rss_mb", Float),
+    Column("wall_s", Float),
+    Column("signal", Integer),
+    # The latest stdout tail (peek and perusal).
+    Column("stdout_tail", Text),
+    UniqueConstraint("job_id", "number"),
+    Index("ix_attempts_pilot_id", "pilot_id"),
+    Index("ix_attempts_finished_at", "finished_at"),
+)
+
+# Commands for the pilot holding a job (e.g. "cancel"), delivered with its next heartbeat.
+job_commands = Table(
+    "job_commands",
+    metadata,
+    Column("id", IdType, Identity(), primary_key=True),
+    Column("job_id", IdType, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer),
+    Column("command", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_job_commands_job_id", "job_id"),
+    Index("ix_job_commands_delivered_at", "delivered_at"),
+)
+
+# Reports already applied, by the agent's random report id: a report sent again after a lost
+# reply is answered "duplicate" without being applied twice.
+pilot_reports = Table(
+    "pilot_reports",
+    metadata,
+    Column("report_id", String(64), primary_key=True),
+    Column("pilot_id", IdType),
+    Column("job_id", IdType),
+    Column("attempt", Integer),
+    Column("type", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_pilot_reports_received_at", "received_at"),
+)
+
+# The static ads of the pilot factory's queues (what a pilot started there would offer): the
+# resource registry lists them with the live pilots, and list-match explains against them.
+factory_queues = Table(
+    "factory_queues",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("ad", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

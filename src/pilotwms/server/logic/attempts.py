@@ -1,0 +1,460 @@
+"""Attempts: what the reports of a pilot do to its jobs, and how an attempt ends.
+
+Every hand-out starts an attempt (``jobs.attempt`` is the current one's number). A report names
+its attempt; it is applied only while that attempt is current and the job is held by a pilot
+(READY, SCHEDULED, RUNNING). Otherwise it is **stale**: the job was requeued, or already ended
+through another attempt, and the report changes nothing (the zombie-pilot rule). Reports are
+idempotent by ``report_id``: an id already applied is answered ``duplicate``.
+
+Report types:
+
+* ``started``: READY -> RUNNING (``Running``: the job wrapper started).
+* ``payload_started``: the attempt's payload token is taken (``ReallyRunning`` event): from now on
+  losing the attempt is a deep resubmission.
+* ``peek``: the stdout tail is stored on the attempt.
+* ``finished``: :func:`end_attempt` with the reported status.
+
+:func:`end_attempt` is shared with lease expiry and deregistration: ``retries.decide`` gives
+the verdict (DONE ok/failed, CANCELLED, ABORTED with gLite's reason, or back to WAITING as a
+deep, shallow or uncounted retry); a requeue of a job whose cancel was requested cancels it
+instead. DAG children are released or aborted after a node's final end (``dag_release``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from pilotwms.core.errors import IllegalTransition
+from pilotwms.core.states import ACTIVE, DoneCode, JobState
+from pilotwms.server.db import attempts, jobs, pilot_reports, pilots, utcnow
+from pilotwms.server.logic.dag_release import abort_descendants, release_children
+from pilotwms.server.logic.lifecycle import apply_transitions, record_event, refresh_parent
+from pilotwms.server.logic.retries import AttemptEnd, EndStatus, RetryBudget, Verdict, decide
+
+S = JobState
+REPORT_TYPES = ("started", "payload_started", "finished", "peek")
+PAYLOAD_EVENT = "ReallyRunning"
+_TAIL_LIMIT = 64 * 1024
+
+
+@dataclass
+class Effects:
+    """What the dispatcher must learn once the transaction committed: the task queues whose
+    waiting jobs changed, and how many running jobs of each group ended."""
+
+    tq_ids: set[int] = field(default_factory=set)
+    released: Counter[str] = field(default_factory=Counter)
+    #: Compound jobs whose nodes moved: their derived state is refreshed once per batch.
+    parents: set[int] = field(default_factory=set)
+
+
+def move(
+    conn: Connection,
+    job: Any,
+    to: JobState,
+    *,
+    effects: Effects,
+    source: str,
+    reason: str | None,
+    attempt: int,
+    now: datetime,
+    **kwargs: Any,
+) -> None:
+    """One lifecycle transition of ``job`` (whose row the caller holds), leaving the refresh
+    of its compound parent to :func:`refresh_parents` at the end of the batch: a report batch
+    of a 2,000-node job then re-derives the parent once, not once per node and report."""
+    moved = apply_transitions(
+        conn,
+        [job.id],
+        to,
+        source=source,
+        reason=reason,
+        attempt=attempt,
+        now=now,
+        refresh_parents=False,
+        **kwargs,
+    )
+    if not moved:
+        raise IllegalTransition(job.id, job.state, to, "the job changed concurrently")
+    if job.parent_id is not None:
+        effects.parents.add(int(job.parent_id))
+
+
+def refresh_parents(conn: Connection, effects: Effects, *, source: str = "server") -> None:
+    """Re-derive the state of every compound job whose nodes moved (see :func:`move`)."""
+    for parent_id in sorted(effects.parents):
+        refresh_parent(conn, parent_id, source=source)
+    effects.parents.clear()
+
+
+@dataclass(frozen=True)
+class RetryCaps:
+    """The server's caps on RetryCount and ShallowRetryCount (gLite's MaxRetryCount...)."""
+
+    max_retry_count: int = 10
+    max_shallow_retry_count: int = 10
+
+
+def job_for_update(conn: Connection, job_id: int) -> Any:
+    """The job row, locked on PostgreSQL so that a report and the lease task cannot both end
+    the same attempt (SQLite's write transaction excludes that already)."""
+    stmt = select(jobs).where(jobs.c.id == job_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return conn.execute(stmt).first()
+
+
+def is_current(job: Any, number: int) -> bool:
+    """Whether attempt ``number`` is the one holding ``job`` now."""
+    return job is not None and job.attempt == number and S(job.state) in ACTIVE
+
+
+def end_attempt(
+    conn: Connection,
+    job: Any,
+    attempt: Any,
+    end: AttemptEnd,
+    *,
+    source: str,
+    caps: RetryCaps,
+    effects: Effects,
+    usage: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Verdict:
+    """End the current attempt of ``job`` as ``end`` says; returns the verdict applied."""
+    now = now or utcnow()
+    budget = RetryBudget(
+        retry_count=job.retry_count,
+        shallow_retry_count=job.shallow_retry_count,
+        retries_used=job.retries_used,
+        shallow_retries_used=job.shallow_retries_used,
+        max_retry_count=caps.max_retry_count,
+        max_shallow_retry_count=caps.max_shallow_retry_count,
+    )
+    decision = decide(end, budget)
+    verdict, reason = decision.verdict, decision.reason
+    if verdict.requeues and job.cancel_requested:
+        verdict, reason = Verdict.CANCELLED, "cancelled by the user"
+    kwargs: dict[str, Any] = {}
+    if verdict is Verdict.DONE_OK:
+        to = S.DONE
+        kwargs = {"done_code": DoneCode.OK, "exit_code": decision.exit_code or 0}
+    elif verdict is Verdict.DONE_FAILED:
+        to = S.DONE
+        kwargs = {"done_code": DoneCode.FAILED, "exit_code": decision.exit_code}
+    elif verdict is Verdict.CANCELLED:
+        to = S.CANCELLED
+    elif verdict is Verdict.ABORTED:
+        to = S.ABORTED
+    else:
+        to = S.WAITING
+    move(
+        conn,
+        job,
+        to,
+        effects=effects,
+        source=source,
+        reason=reason,
+        attempt=attempt.number,
+        now=now,
+        **kwargs,
+    )
+    if (decision.retries_used, decision.shallow_retries_used) != (
+        job.retries_used,
+        job.shallow_retries_used,
+    ):
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id)
+            .values(
+                retries_used=decision.retries_used,
+                shallow_retries_used=decision.shallow_retries_used,
+            )
+        )
+    values: dict[str, Any] = {
+        "state": end.status.value,
+        "finished_at": now,
+        "exit_code": end.exit_code,
+        "reason": (end.reason or reason)[:4000] if (end.reason or reason) else None,
+        "signal": end.signal,
+        "payload_started": bool(end.payload_started or attempt.payload_started),
+    }
+    for name in ("cpu_s", "max_rss_mb", "wall_s"):
+        value = (usage or {}).get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[name] = float(value)
+    tail = (usage or {}).get("stdout_tail")
+    if isinstance(tail, str) and tail:
+        values["stdout_tail"] = tail[-_TAIL_LIMIT:]
+    conn.execute(update(attempts).where(attempts.c.id == attempt.id).values(**values))
+    if attempt.pilot_id is not None:
+        conn.execute(
+            update(pilots)
+            .where(pilots.c.id == attempt.pilot_id)
+            .values(jobs_run=pilots.c.jobs_run + 1)
+        )
+    effects.released[job.owner_group] += 1
+    if to == S.WAITING and job.task_queue_id is not None:
+        effects.tq_ids.add(int(job.task_queue_id))
+    if job.parent_id is not None:
+        if verdict is Verdict.DONE_OK and (decision.exit_code or 0) == 0:
+            released = release_children(conn, job.id, now=now)
+            if released:
+                effects.tq_ids.update(
+                    int(r[0])
+                    for r in conn.execute(
+                        select(jobs.c.task_queue_id)
+                        .where(jobs.c.id.in_(released), jobs.c.task_queue_id.is_not(None))
+                        .distinct()
+                    )
+                )
+        elif to != S.WAITING:
+            abort_descendants(conn, job.id, now=now)
+    return verdict
+
+
+def _number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _end_of(report: Mapping[str, Any], payload_started: bool) -> AttemptEnd:
+    try:
+        status = EndStatus(str(report.get("status")))
+    except ValueError:
+        status = EndStatus.FAILED
+    if status is EndStatus.LEASE_EXPIRED:  # the server's own status, never a pilot's
+        status = EndStatus.FAILED
+    exit_code = _number(report.get("exit_code"))
+    signal = _number(report.get("signal"))
+    return AttemptEnd(
+        status=status,
+        payload_started=bool(report.get("payload_started")) or payload_started,
+        exit_code=exit_code,
+        signal=signal,
+        reason=str(report.get("reason") or ""),
+    )
+
+
+def apply_reports(
+    conn: Connection,
+    pilot_id: int,
+    reports: Sequence[Mapping[str, Any]],
+    *,
+    caps: RetryCaps,
+    effects: Effects,
+    now: datetime | None = None,
+) -> list[dict[str, str]]:
+    """Apply a batch of reports from ``pilot_id`` (oldest first); one result per report with a
+    readable ``report_id``: ``accepted``, ``duplicate`` or ``stale`` (a malformed report is
+    answered ``stale`` too: it changed nothing and never will).
+
+    The batch is applied in phases, so that a pilot's batch of many jobs costs a few
+    statements per phase rather than several per report: every ``started`` and
+    ``payload_started`` together, then peeks, then each ``finished`` (whose verdicts differ).
+    The order within one attempt (started, payload started, finished) is what the phases keep.
+    """
+    now = now or utcnow()
+    source = f"pilot:{pilot_id}"
+    ids = [str(r.get("report_id")) for r in reports if isinstance(r.get("report_id"), str)]
+    seen = {
+        r[0]
+        for r in conn.execute(
+            select(pilot_reports.c.report_id).where(pilot_reports.c.report_id.in_(ids))
+        )
+    }
+    batch: list[tuple[str, int | None, int | None, str, Mapping[str, Any]]] = []
+    results: list[dict[str, str]] = []
+    for report in reports:
+        report_id = report.get("report_id")
+        if not isinstance(report_id, str) or not report_id or len(report_id) > 64:
+            continue
+        if report_id in seen:
+            results.append({"report_id": report_id, "outcome": "duplicate"})
+            continue
+        seen.add(report_id)
+        kind = str(report.get("type"))
+        batch.append(
+            (report_id, _number(report.get("job_id")), _number(report.get("attempt")), kind, report)
+        )
+    job_ids = sorted({job_id for _, job_id, _, _, _ in batch if job_id is not None})
+    held = _current_attempts(conn, job_ids)
+    accepted: list[tuple[str, int, int, str, Mapping[str, Any]]] = []
+    records: list[dict[str, Any]] = []
+    for report_id, job_id, number, kind, report in batch:
+        ok = (
+            job_id is not None
+            and number is not None
+            and kind in REPORT_TYPES
+            and (job_id, number) in held
+        )
+        outcome = "accepted" if ok else "stale"
+        if ok:
+            assert job_id is not None and number is not None
+            accepted.append((report_id, job_id, number, kind, report))
+        results.append({"report_id": report_id, "outcome": outcome})
+        records.append(
+            {
+                "report_id": report_id,
+                "pilot_id": pilot_id,
+                "job_id": job_id,
+                "attempt": number,
+                "type": kind[:16],
+                "outcome": outcome,
+                "received_at": now,
+            }
+        )
+    _apply_starts(conn, held, accepted, source=source, effects=effects, now=now)
+    for _, job_id, number, kind, report in accepted:
+        tail = report.get("stdout_tail")
+        if kind == "peek" and isinstance(tail, str):
+            conn.execute(
+                update(attempts)
+                .where(attempts.c.id == held[(job_id, number)][1].id)
+                .values(stdout_tail=tail[-_TAIL_LIMIT:])
+            )
+    ended: set[tuple[int, int]] = set()
+    for index, (report_id, job_id, number, kind, report) in enumerate(accepted):
+        if kind != "finished":
+            continue
+        if (job_id, number) in ended:  # one end per attempt: a second one changes nothing
+            _mark_stale(results, records, report_id)
+            continue
+        ended.add((job_id, number))
+        job, attempt = held[(job_id, number)]
+        started = attempt.payload_started or any(
+            k == "payload_started" and (j, n) == (job_id, number)
+            for _, j, n, k, _ in accepted[:index]
+        )
+        end_attempt(
+            conn,
+            job,
+            attempt,
+            _end_of(report, started),
+            source=source,
+            caps=caps,
+            effects=effects,
+            usage=report,
+            now=now,
+        )
+    if records:
+        conn.execute(pilot_reports.insert(), records)
+    refresh_parents(conn, effects, source=source)
+    return results
+
+
+def _mark_stale(
+    results: list[dict[str, str]], records: list[dict[str, Any]], report_id: str
+) -> None:
+    for item in (*results, *records):
+        if item["report_id"] == report_id:
+            item["outcome"] = "stale"
+
+
+def _current_attempts(
+    conn: Connection, job_ids: Sequence[int]
+) -> dict[tuple[int, int], tuple[Any, Any]]:
+    """``(job id, attempt) -> (job row, attempt row)`` for the attempts that hold their job
+    now and have not ended (rows locked on PostgreSQL, see :func:`job_for_update`)."""
+    if not job_ids:
+        return {}
+    stmt = select(jobs).where(jobs.c.id.in_(job_ids)).order_by(jobs.c.id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    rows = {r.id: r for r in conn.execute(stmt)}
+    live = [r for r in rows.values() if S(r.state) in ACTIVE]
+    if not live:
+        return {}
+    out: dict[tuple[int, int], tuple[Any, Any]] = {}
+    for a in conn.execute(
+        select(attempts).where(
+            attempts.c.job_id.in_([r.id for r in live]), attempts.c.finished_at.is_(None)
+        )
+    ):
+        job = rows[a.job_id]
+        if is_current(job, a.number):
+            out[(a.job_id, a.number)] = (job, a)
+    return out
+
+
+def _apply_starts(
+    conn: Connection,
+    held: Mapping[tuple[int, int], tuple[Any, Any]],
+    accepted: Sequence[tuple[str, int, int, str, Mapping[str, Any]]],
+    *,
+    source: str,
+    effects: Effects,
+    now: datetime,
+) -> None:
+    """READY -> RUNNING for every attempt reported started, and the payload token for every
+    one reported payload-started, in a few statements for the whole batch."""
+    starting: dict[int, list[int]] = {}  # attempt number -> job ids
+    payload: dict[int, list[int]] = {}
+    for _, job_id, number, kind, _ in accepted:
+        job, attempt = held[(job_id, number)]
+        if kind in ("started", "payload_started") and job.state == S.READY.value:
+            ids = starting.setdefault(number, [])
+            if job_id not in ids:
+                ids.append(job_id)
+        if kind == "payload_started" and not attempt.payload_started:
+            ids = payload.setdefault(number, [])
+            if job_id not in ids:
+                ids.append(job_id)
+    for number, job_ids in starting.items():
+        apply_transitions(
+            conn,
+            job_ids,
+            S.RUNNING,
+            source=source,
+            reason="the pilot started the job",
+            attempt=number,
+            now=now,
+            refresh_parents=False,
+        )
+        ids = [held[(j, number)][1].id for j in job_ids]
+        conn.execute(update(attempts).where(attempts.c.id.in_(ids)).values(state="running"))
+        effects.parents.update(
+            int(held[(j, number)][0].parent_id)
+            for j in job_ids
+            if held[(j, number)][0].parent_id is not None
+        )
+    for number, job_ids in payload.items():
+        ids = [held[(j, number)][1].id for j in job_ids]
+        conn.execute(update(attempts).where(attempts.c.id.in_(ids)).values(payload_started=True))
+        record_event(
+            conn,
+            job_ids,
+            PAYLOAD_EVENT,
+            source=source,
+            reason="the payload started",
+            attempt=number,
+            now=now,
+        )
+
+
+def check_current(conn: Connection, job_id: int, number: int) -> Any:
+    """The job row if attempt ``number`` holds it now, else ``None`` (for output uploads)."""
+    job = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    return job if is_current(job, number) else None
+
+
+__all__ = [
+    "REPORT_TYPES",
+    "Effects",
+    "RetryCaps",
+    "apply_reports",
+    "check_current",
+    "end_attempt",
+    "is_current",
+]

@@ -1,0 +1,300 @@
+"""The one place where job states change.
+
+``apply_transition`` (one job) and ``apply_transitions`` (many jobs, one statement per source
+state) check every change against ``pilotwms.core.states.TRANSITIONS``, refuse an illegal one
+with ``IllegalTransition`` naming the job, both states and the cause, update the row with a
+compare-and-set on the old state (so two concurrent writers cannot both move a job), write the
+event row that ``logging-info`` shows, and re-derive the state of the compound job the node
+belongs to.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, select, update
+
+from pilotwms.core.errors import IllegalTransition, JobNotFound
+from pilotwms.core.states import (
+    COLLECTION_EVENT,
+    FINISHED,
+    REGISTER_EVENT,
+    DoneCode,
+    JobState,
+    derive_parent_state,
+    transition_event,
+    why_illegal,
+)
+from pilotwms.server.db import job_events, jobs, utcnow
+
+S = JobState
+
+#: Bound parameters per statement stay below SQLite's default limit (32766) and keep
+#: PostgreSQL's plans sane.
+_CHUNK = 5000
+
+
+def apply_transition(
+    conn: Connection,
+    job_id: int,
+    to: JobState,
+    *,
+    source: str,
+    reason: str | None = None,
+    attempt: int | None = None,
+    done_code: DoneCode | None = None,
+    exit_code: int | None = None,
+    now: datetime | None = None,
+) -> JobState:
+    """Move one job to ``to``; return the state it left. Raises ``JobNotFound`` or
+    ``IllegalTransition``."""
+    row = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).first()
+    if row is None:
+        raise JobNotFound(job_id)
+    from_ = S(row.state)
+    if transition_event(from_, to) is None:
+        raise IllegalTransition(job_id, from_, to, why_illegal(from_, to))
+    moved = apply_transitions(
+        conn,
+        [job_id],
+        to,
+        source=source,
+        reason=reason,
+        attempt=attempt,
+        done_code=done_code,
+        exit_code=exit_code,
+        now=now,
+    )
+    if not moved:
+        current = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar_one()
+        raise IllegalTransition(job_id, from_, to, f"the job changed to {current} concurrently")
+    return from_
+
+
+def apply_transitions(
+    conn: Connection,
+    job_ids: Sequence[int],
+    to: JobState,
+    *,
+    source: str,
+    reason: str | None = None,
+    attempt: int | None = None,
+    done_code: DoneCode | None = None,
+    exit_code: int | None = None,
+    now: datetime | None = None,
+    refresh_parents: bool = True,
+) -> list[int]:
+    """Move every job of ``job_ids`` whose current state allows it to ``to``.
+
+    Jobs the table does not allow to move are left alone (a bulk cancel skips finished nodes);
+    the ids of the jobs moved are returned.
+    """
+    now = now or utcnow()
+    by_state: dict[JobState, list[int]] = defaultdict(list)
+    parents: set[int] = set()
+    for chunk in _chunks(job_ids):
+        rows = conn.execute(
+            select(jobs.c.id, jobs.c.state, jobs.c.parent_id).where(jobs.c.id.in_(chunk))
+        )
+        for row in rows:
+            by_state[S(row.state)].append(row.id)
+            if row.parent_id is not None:
+                parents.add(row.parent_id)
+    moved: list[int] = []
+    events: list[dict[str, Any]] = []
+    values = _row_values(to, reason, done_code, exit_code, now)
+    for from_, ids in by_state.items():
+        event = transition_event(from_, to)
+        if event is None:
+            continue
+        for chunk in _chunks(ids):
+            stmt = (
+                update(jobs)
+                .where(jobs.c.id.in_(chunk), jobs.c.state == from_.value)
+                .values(**values)
+            )
+            if to == S.RUNNING:
+                stmt = stmt.values(started_at=func.coalesce(jobs.c.started_at, now))
+            if conn.dialect.update_returning:
+                done = [r.id for r in conn.execute(stmt.returning(jobs.c.id))]
+            else:
+                conn.execute(stmt)
+                done = list(chunk)
+            moved.extend(done)
+            events.extend(
+                {
+                    "job_id": job_id,
+                    "time": now,
+                    "event": event,
+                    "state_from": from_.value,
+                    "state_to": to.value,
+                    "source": source,
+                    "reason": reason,
+                    "attempt": attempt,
+                }
+                for job_id in done
+            )
+    if events:
+        conn.execute(job_events.insert(), events)
+    if refresh_parents and moved:
+        for parent_id in sorted(parents):
+            refresh_parent(conn, parent_id, source=source, now=now)
+    return moved
+
+
+def registration_events(
+    job_ids: Iterable[int],
+    states: Iterable[JobState],
+    *,
+    source: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Event rows for jobs just inserted: ``RegJob`` into SUBMITTED, then ``Accepted`` for those
+    inserted directly as WAITING (submission writes the final state in one insert)."""
+    accepted = transition_event(S.SUBMITTED, S.WAITING)
+    assert accepted is not None
+    rows: list[dict[str, Any]] = []
+    for job_id, state in zip(job_ids, states, strict=True):
+        rows.append(
+            {
+                "job_id": job_id,
+                "time": now,
+                "event": REGISTER_EVENT,
+                "state_from": None,
+                "state_to": S.SUBMITTED.value,
+                "source": source,
+                "reason": None,
+                "attempt": None,
+            }
+        )
+        if state == S.WAITING:
+            rows.append(
+                {
+                    "job_id": job_id,
+                    "time": now,
+                    "event": accepted,
+                    "state_from": S.SUBMITTED.value,
+                    "state_to": S.WAITING.value,
+                    "source": source,
+                    "reason": None,
+                    "attempt": None,
+                }
+            )
+    return rows
+
+
+def refresh_parent(
+    conn: Connection, parent_id: int, *, source: str = "server", now: datetime | None = None
+) -> JobState:
+    """Re-derive a compound job's state from its nodes; record a ``CollectionState`` event when
+    it changes. Returns the (possibly unchanged) state."""
+    now = now or utcnow()
+    failed = case(
+        (
+            and_(
+                jobs.c.state.in_([S.DONE.value, S.CLEARED.value]),
+                (jobs.c.done_code != DoneCode.OK.value) | (func.coalesce(jobs.c.exit_code, 0) != 0),
+            ),
+            1,
+        ),
+        else_=0,
+    )
+    rows = conn.execute(
+        select(jobs.c.state, func.count(), func.sum(failed))
+        .where(jobs.c.parent_id == parent_id)
+        .group_by(jobs.c.state)
+    ).all()
+    counts = {S(state): n for state, n, _ in rows}
+    failed_done = sum(int(f or 0) for _, _, f in rows)
+    state, done_code = derive_parent_state(counts, failed_done)
+    current = conn.execute(
+        select(jobs.c.state, jobs.c.done_code).where(jobs.c.id == parent_id)
+    ).first()
+    if current is None:
+        raise JobNotFound(parent_id)
+    new_code = done_code.value if done_code else None
+    if current.state == state.value and current.done_code == new_code:
+        return state
+    values: dict[str, Any] = {"state": state.value, "done_code": new_code, "updated_at": now}
+    if state in FINISHED:
+        values["finished_at"] = now
+    if state == S.RUNNING:
+        values["started_at"] = func.coalesce(jobs.c.started_at, now)
+    conn.execute(update(jobs).where(jobs.c.id == parent_id).values(**values))
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    conn.execute(
+        job_events.insert().values(
+            job_id=parent_id,
+            time=now,
+            event=COLLECTION_EVENT,
+            state_from=current.state,
+            state_to=state.value,
+            source=source,
+            reason=f"nodes: {summary}",
+        )
+    )
+    return state
+
+
+def _row_values(
+    to: JobState,
+    reason: str | None,
+    done_code: DoneCode | None,
+    exit_code: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {"state": to.value, "updated_at": now}
+    if to in FINISHED and to != S.PURGED:
+        values["finished_at"] = now
+    if reason is not None:
+        values["reason"] = reason
+    if done_code is not None:
+        values["done_code"] = done_code.value
+    if exit_code is not None:
+        values["exit_code"] = exit_code
+    if to == S.WAITING:
+        # A requeued job waits again; the last attempt's verdict is in the events and attempts.
+        values["done_code"] = None
+    return values
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def record_event(
+    conn: Connection,
+    job_ids: Sequence[int],
+    event: str,
+    *,
+    source: str,
+    reason: str | None = None,
+    attempt: int | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Record an event that does not change the state (a cancel request, a purge of data).
+
+    gLite logs such events too (Resubmission, Purge); the row shows the unchanged state.
+    """
+    now = now or utcnow()
+    rows: list[dict[str, Any]] = []
+    for chunk in _chunks(job_ids):
+        for row in conn.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(chunk))):
+            rows.append(
+                {
+                    "job_id": row.id,
+                    "time": now,
+                    "event": event,
+                    "state_from": row.state,
+                    "state_to": row.state,
+                    "source": source,
+                    "reason": reason,
+                    "attempt": attempt,
+                }
+            )
+    if rows:
+        conn.execute(job_events.insert(), rows)

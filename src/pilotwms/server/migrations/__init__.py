@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the job database (run by ``pilotwms.server.db.migrate``)."""

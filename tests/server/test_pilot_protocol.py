@@ -1,0 +1,366 @@
+"""The pilot protocol against the real server, step by step with a protocol-level client
+(``tests/pilot_client.py``, not the agent), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pilot_client import ProtocolPilot, job_state, new_tag, tagged_jdl, wait_for
+from wms_server import RunningServer, ThrowawayDatabase, make_settings, start_server
+
+LEASE_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def server(
+    database: ThrowawayDatabase, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server with a short heartbeat and lease and a long enough long poll to observe."""
+    settings = make_settings(
+        database,
+        tmp_path_factory.mktemp("server"),
+        heartbeat_interval_s=0.5,
+        lease_timeout_s=LEASE_S,
+        work_max_wait_s=10.0,
+        task_queue_resync_s=1.0,
+    )
+    running = start_server(settings)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def pilot_token(server: RunningServer) -> str:
+    return server.token(server.add_user(), "pilot")
+
+
+def submit(client: httpx.Client, jdl: str) -> dict:
+    reply = client.post("/api/v1/jobs", json={"jdl": jdl})
+    assert reply.status_code == 201, reply.text
+    result: dict = reply.json()
+    return result
+
+
+def test_register_returns_pilot_id_and_timings(server: RunningServer, pilot_token: str) -> None:
+    pilot = ProtocolPilot(server, pilot_token, tag=new_tag())
+    reg = pilot.registration
+    assert reg["heartbeat_interval_s"] == 0.5
+    assert reg["lease_timeout_s"] == LEASE_S
+    assert reg["poll_wait_s"] == 10.0
+    listed = server.user_client().get("/api/v1/pilots").json()["pilots"]
+    mine = next(p for p in listed if p["id"] == pilot.pilot_id)
+    assert mine["state"] == "running" and mine["queue"] == "q" and mine["batch_job_id"] == "b1"
+    assert mine["ad"]["TestTag"] == pilot.tag
+
+
+def test_pilot_routes_refuse_user_tokens_and_user_routes_refuse_pilot_tokens(
+    server: RunningServer, pilot_token: str
+) -> None:
+    user = server.user_client()
+    assert user.post("/api/v1/pilot/register", json={"ad": {}}).status_code == 403
+    assert server.client(pilot_token).get("/api/v1/jobs").status_code == 403
+
+
+def test_work_hands_out_a_job_spec_with_a_new_attempt(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    body = (
+        'Executable = "/bin/echo"; Arguments = "-n \\"two words\\" x";'
+        ' Environment = {"MODE=fast", "EQ=a=b"}; StdOutput = "out"; StdError = "out";'
+        ' OutputSandbox = {"out"}; MaxWallTime = 60;'
+    )
+    job = submit(alice, tagged_jdl(tag, body))["id"]
+    specs = pilot.work(max_jobs=4)
+    assert [s["job_id"] for s in specs] == [str(job)]
+    spec = specs[0]
+    assert spec["attempt"] == 1 and spec["executable"] == "/bin/echo"
+    assert spec["arguments"] == ["-n", "two words", "x"]
+    assert spec["environment"] == {"MODE": "fast", "EQ": "a=b"}
+    assert spec["stdout"] == "out" and spec["stderr"] == "out"
+    assert spec["output_sandbox"] == ["out"] and spec["max_wall_time_s"] == 60
+    status = job_state(alice, job)
+    assert status["state"] == "READY" and status["attempt"] == 1
+    assert pilot.work() == []
+
+
+def test_work_long_poll_returns_as_soon_as_a_job_is_submitted(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    got: dict[str, object] = {}
+
+    def poll() -> None:
+        start = time.monotonic()
+        got["jobs"] = pilot.work(wait_s=10.0)
+        got["at"] = time.monotonic() - start
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)  # let the request reach the server and start waiting
+    submitted_at = time.monotonic()
+    job = submit(alice, tagged_jdl(tag))["id"]
+    thread.join(timeout=30)
+    assert [s["job_id"] for s in got["jobs"]] == [str(job)]  # type: ignore[union-attr]
+    # Well before the 10 s the request was allowed to wait.
+    assert time.monotonic() - submitted_at < 5.0
+
+
+def test_work_without_a_matching_job_waits_then_answers_empty(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    pilot = ProtocolPilot(server, pilot_token, tag=new_tag())
+    submit(alice, tagged_jdl(new_tag()))  # some other pilot's job
+    start = time.monotonic()
+    assert pilot.work(wait_s=0.5) == []
+    assert time.monotonic() - start >= 0.45
+
+
+def test_pilot_requirements_are_matched_symmetrically(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    job = submit(alice, tagged_jdl(tag))["id"]
+    group = job_state(alice, job)["owner_group"]  # a job's VO is its owner's group
+    cms_only = ProtocolPilot(
+        server, pilot_token, tag=tag, Requirements={"expr": 'other.VirtualOrganisation == "cms"'}
+    )
+    assert cms_only.work() == []
+    ours = ProtocolPilot(
+        server, pilot_token, tag=tag, Requirements={"expr": f'other.VO == "{group}"'}
+    )
+    assert [s["job_id"] for s in ours.work(max_jobs=5)] == [str(job)]
+
+
+def test_reports_move_the_job_and_are_idempotent(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = pilot.work()
+    started = secrets.token_hex(16)
+    assert pilot.report(spec, "started", report_id=started)["outcome"] == "accepted"
+    assert job_state(alice, job)["state"] == "RUNNING"
+    assert pilot.report(spec, "started", report_id=started)["outcome"] == "duplicate"
+    done = {
+        "report_id": secrets.token_hex(16),
+        "job_id": spec["job_id"],
+        "attempt": spec["attempt"],
+        "type": "finished",
+        "status": "failed",
+        "reason": "exit code 3",
+        "exit_code": 3,
+        "payload_started": True,
+    }
+    assert pilot.reports([done]) == [{"report_id": done["report_id"], "outcome": "accepted"}]
+    assert pilot.reports([done])[0]["outcome"] == "duplicate"
+    status = job_state(alice, job)
+    assert (status["state"], status["done_code"], status["exit_code"]) == ("DONE", "failed", 3)
+    pilots = server.user_client().get("/api/v1/pilots").json()["pilots"]
+    assert next(p for p in pilots if p["id"] == pilot.pilot_id)["jobs_run"] == 1
+
+
+def test_heartbeat_delivers_a_cancel_once_and_the_cancelled_report_ends_the_job(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = pilot.work()
+    pilot.report(spec, "started")
+    assert alice.post(f"/api/v1/jobs/{job}/cancel").json()["cancel_requested"] == [job]
+    commands = pilot.heartbeat([spec])
+    assert commands == [
+        {
+            "action": "cancel",
+            "job_id": str(job),
+            "attempt": 1,
+            "reason": "cancelled by the user",
+        }
+    ]
+    assert pilot.heartbeat([spec]) == []
+    result = pilot.report(spec, "finished", status="cancelled", reason="cancelled by the user")
+    assert result["outcome"] == "accepted"
+    assert job_state(alice, job)["state"] == "CANCELLED"
+
+
+def test_drain_command_is_delivered_once(server: RunningServer, pilot_token: str) -> None:
+    pilot = ProtocolPilot(server, pilot_token, tag=new_tag())
+    admin = server.user_client(admin=True)
+    reply = admin.post(
+        f"/api/v1/admin/pilots/{pilot.pilot_id}/drain", json={"reason": "upgrade", "grace_s": 5}
+    )
+    assert reply.status_code == 200, reply.text
+    assert pilot.heartbeat() == [{"action": "drain", "reason": "upgrade", "grace_s": 5.0}]
+    assert pilot.heartbeat(state="draining") == []
+
+
+def test_output_upload_is_served_by_the_output_routes(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = pilot.work()
+    pilot.report(spec, "started")
+    reply = pilot.client.put(
+        pilot.path(f"/jobs/{job}/attempts/{spec['attempt']}/output"),
+        params={"name": "res/out.txt"},
+        content=b"result\n",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert reply.status_code == 201, reply.text
+    pilot.finish(spec)
+    assert alice.get(f"/api/v1/jobs/{job}/output/res/out.txt").content == b"result\n"
+
+
+def test_lost_lease_requeues_and_the_stale_attempt_is_refused(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    zombie = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = zombie.work()
+    zombie.report(spec, "started")
+    zombie.report(spec, "payload_started")
+    # The zombie stops heartbeating: after the lease the job waits again (a deep retry).
+    wait_for(lambda: job_state(alice, job)["state"] == "WAITING", timeout=30, what="requeue")
+    status = job_state(alice, job)
+    assert status["retries_used"] == 1 and status["shallow_retries_used"] == 0
+    # The pilot was declared lost: its routes answer 404 so that it registers again.
+    assert zombie.client.post(zombie.path("/heartbeat"), json={"jobs": []}).status_code == 404
+    fresh = ProtocolPilot(server, pilot_token, tag=tag)
+    # The lease task tells the dispatcher right after its commit: poll until it has.
+    (again,) = wait_for(fresh.work, timeout=30, what="the requeued job handed out")
+    assert again["attempt"] == 2
+    late = ProtocolPilot(server, pilot_token, tag=tag)  # the zombie, registered again
+    result = late.report(spec, "finished", status="done", exit_code=0)
+    assert result["outcome"] == "stale"
+    upload = late.client.put(
+        late.path(f"/jobs/{job}/attempts/1/output"), params={"name": "x"}, content=b"late"
+    )
+    assert upload.status_code == 409
+    assert job_state(alice, job)["state"] == "READY"
+    assert fresh.finish(again)["outcome"] == "accepted"
+    assert job_state(alice, job)["state"] == "DONE"
+
+
+def test_refused_job_is_requeued_without_counting_a_retry(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = pilot.work()
+    pilot.report(spec, "finished", status="refused", reason="does not fit")
+    status = job_state(alice, job)
+    assert status["state"] == "WAITING"
+    assert (status["retries_used"], status["shallow_retries_used"]) == (0, 0)
+    assert pilot.work()[0]["attempt"] == 2
+
+
+def test_setup_failures_past_the_shallow_limit_abort_with_glite_reason(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(
+        alice, tagged_jdl(tag, 'Executable = "/bin/true"; ShallowRetryCount = 1; RetryCount = 0;')
+    )["id"]
+    for _ in range(2):
+        (spec,) = wait_for(pilot.work, timeout=30, what="the job again")
+        pilot.report(spec, "finished", status="setup_failed", reason="sandbox unreachable")
+    status = job_state(alice, job)
+    assert status["state"] == "ABORTED"
+    assert status["reason"].endswith("hit job shallow retry count (1)")
+
+
+def test_deregistration_requeues_unreported_attempts(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    pilot.work()
+    reply = pilot.client.request("DELETE", pilot.path(), json={"reason": "idle for 600 s"})
+    assert reply.status_code == 200
+    assert job_state(alice, job)["state"] == "WAITING"
+    listed = server.user_client().get("/api/v1/pilots", params={"state": "gone"}).json()
+    gone = next(p for p in listed["pilots"] if p["id"] == pilot.pilot_id)
+    assert gone["exit_reason"] == "idle for 600 s"
+
+
+def test_agent_zipapp_is_served_with_its_version(
+    server: RunningServer, pilot_token: str, tmp_path: Path
+) -> None:
+    from pilotwms.agent import AGENT_VERSION
+
+    reply = server.client(pilot_token).get("/api/v1/pilot/agent.pyz")
+    assert reply.status_code == 200
+    assert reply.headers["X-Pilotwms-Agent-Version"] == AGENT_VERSION
+    path = tmp_path / "agent.pyz"
+    path.write_bytes(reply.content)
+    out = subprocess.run(
+        [sys.executable, str(path), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 and AGENT_VERSION in out.stdout
+
+
+def test_peek_is_delivered_to_the_pilot_and_its_answer_is_readable(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    assert alice.post(f"/api/v1/jobs/{job}/peek").status_code == 409  # nobody runs it yet
+    (spec,) = pilot.work()
+    pilot.report(spec, "started")
+    assert alice.post(f"/api/v1/jobs/{job}/peek").status_code == 200
+    assert pilot.heartbeat([spec]) == [{"action": "peek", "job_id": str(job), "attempt": 1}]
+    pilot.report(spec, "peek", stdout_tail="event 900/1000\n")
+    assert alice.get(f"/api/v1/jobs/{job}/peek").json()["stdout_tail"] == "event 900/1000\n"
+
+
+def test_forgotten_report_ids_are_still_refused_once_the_attempt_ended(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    from datetime import timedelta
+
+    from pilotwms.server.db import utcnow
+    from pilotwms.server.logic.leases import prune_reports
+
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = pilot.work()
+    finished = {
+        "report_id": secrets.token_hex(16),
+        "job_id": spec["job_id"],
+        "attempt": spec["attempt"],
+        "type": "finished",
+        "status": "done",
+        "exit_code": 0,
+    }
+    assert pilot.reports([finished])[0]["outcome"] == "accepted"
+    with server.db.write() as conn:
+        assert prune_reports(conn, before=utcnow() + timedelta(seconds=1)) >= 1
+    assert pilot.reports([finished])[0]["outcome"] == "stale"
+    assert job_state(alice, job)["state"] == "DONE"
