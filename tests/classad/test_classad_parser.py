@@ -7,7 +7,16 @@ import classad2
 import pytest
 
 from pilotwms.classad import ClassAd, ClassAdSyntaxError, Expr, parse_ad, parse_expr, unparse
-from pilotwms.classad.ast import BinaryOp, Call, ListExpr, Literal, RecordExpr, Select, UnaryOp
+from pilotwms.classad.ast import (
+    AttrRef,
+    BinaryOp,
+    Call,
+    ListExpr,
+    Literal,
+    RecordExpr,
+    Select,
+    UnaryOp,
+)
 
 
 def test_record_and_bracketless_forms_give_the_same_ad() -> None:
@@ -192,3 +201,45 @@ def test_parse_expr_rejects_trailing_text() -> None:
 
 def test_expr_is_the_public_base_class() -> None:
     assert isinstance(parse_expr("1"), Expr)
+
+
+def _layout(e: object) -> object:
+    """A node's type, position and fields, recursively: what ``==`` ignores included."""
+    if isinstance(e, ClassAd):
+        return [(e.name_of(k), e.position(k), _layout(e[k])) for k in e]
+    if isinstance(e, tuple):
+        return [_layout(x) for x in e]
+    if not isinstance(e, Expr):
+        return (type(e).__name__, repr(e))
+    fields = [getattr(e, f) for f in type(e).__slots__ if not f.startswith("_")]
+    return (type(e).__name__, e.line, e.column, [_layout(f) for f in fields])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'a = other.Status    == "Production"    && other.CPUs    >= 4;',
+        "a = (Memory    > 2048.5) || other.Mem    <= 1e3 ? x    != y : 0x10;",
+        'a = f(other.Arch    == "x86_64", b    =?= undefined);',
+        'a = { other.A    == "q\\"uote", other.B.C    != my.D };',
+        'Type    = "Job"; Args    = {"a",    "b"}; N    = 42; R    = 1.5; S    = "e\\t";',
+    ],
+)
+def test_one_token_shapes_give_the_trees_and_positions_of_separate_tokens(text: str) -> None:
+    """The lexer reads ``Name = literal;`` and ``x == literal`` as single tokens; a comment
+    (in place of blanks, so no column moves) stops that, and the result must be the same."""
+    separate = text.replace("    ", "/**/")
+    assert separate != text
+    assert _layout(parse_ad(text)) == _layout(parse_ad(separate))
+
+
+def test_lines_are_counted_inside_multi_line_strings() -> None:
+    ad = parse_ad('[\n  a = "one\ntwo";\n  b = x + "three\nfour" + y;\n  c = 1\n]')
+    assert ad.position("b") == (4, 3)
+    b = ad["b"]
+    assert isinstance(b, BinaryOp) and isinstance(b.right, AttrRef)
+    assert (b.right.line, b.right.column) == (5, 9)
+    assert ad.position("c") == (6, 3)
+    with pytest.raises(ClassAdSyntaxError) as info:
+        parse_expr('"a\nb" + \n  * 2')
+    assert (info.value.line, info.value.column) == (3, 3)

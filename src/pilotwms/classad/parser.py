@@ -1,9 +1,14 @@
 """Recursive-descent parser for ClassAds and ClassAd expressions.
 
-Binary operators are parsed by precedence climbing with HTCondor's table.  Every node gets the
-line and column of its first token, and every syntax error names the token where the parser got
-stuck.  Nesting is bounded (parentheses, records, lists and long operator chains all count), so
-hostile input gives a syntax error instead of exhausting the interpreter's stack.
+Binary operators are parsed by precedence climbing with HTCondor's table, written as a loop
+(see ``_Parser.expr``).  Every node gets the line and column of its first token, and every
+syntax error names the token where the parser got stuck.  Nesting is bounded (parentheses,
+records, lists and long operator chains all count), so hostile input gives a syntax error
+instead of exhausting the interpreter's stack.
+
+The lexer hands over some common pieces already built (``attr`` and ``cmp`` tokens, see
+``lexer``); the parser applies to them the nesting checks their separate tokens would have met,
+so that the result never depends on which way a piece was read.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ _BINARY_PRECEDENCE: Final = {
     "%": 10,
 }
 _UNARY: Final = frozenset({"-", "+", "!", "~"})
+_LITERAL_KINDS: Final = frozenset({"str", "int", "real", "lit"})
+_OPERAND_KINDS: Final = _LITERAL_KINDS | {"name", "qname", "dotted"}
 
 
 def _describe(tok: Token) -> str:
@@ -64,10 +71,8 @@ def _describe(tok: Token) -> str:
         return f'string "{tok[1]}"'
     if tok[0] in ("int", "real"):
         return f"number {tok[1]}"
-    if tok[0] in ("name", "qname"):
+    if tok[0] in ("name", "qname", "attr"):
         return f"name '{tok[1]}'"
-    if tok[0] == "attr":
-        return f"name '{tok[1][0]}'"
     if tok[0] == "dotted":
         return f"name '{'.'.join(tok[1])}'"
     if tok[0] == "lit":
@@ -142,84 +147,157 @@ class _Parser:
         attrs: dict[str, Expr] = {}
         names: dict[str, str] = {}
         positions: dict[str, tuple[int, int]] = {}
+        i = self.i
         while True:
-            tok = toks[self.i]
-            if tok[0] == closer:
-                break
+            tok = toks[i]
             kind = tok[0]
             if kind == "attr":
-                name, value = tok[1]
-            elif kind not in ("name", "qname"):
+                # ``Name = literal;`` in one token, its ``;`` (or the look at ``]``) included.
+                name = tok[1]
+                lname = name.lower()
+                if lname in attrs:
+                    self.i = i
+                    raise self._defined_twice(name, positions[lname])
+                attrs[lname] = tok[4]
+                names[lname] = name
+                positions[lname] = tok[2:4]
+                i += 1
+                continue
+            if kind == closer:
+                break
+            if kind not in ("name", "qname"):
+                self.i = i
                 want = "an attribute name" + (" or ']'" if closer == "]" else "")
                 raise self.error(f"expected {want}, found {_describe(tok)}")
-            else:
-                name = tok[1]
+            name = tok[1]
             lname = name.lower()
             if lname in attrs:
-                first = positions[lname]
+                self.i = i
+                raise self._defined_twice(name, positions[lname])
+            i += 1
+            if toks[i][0] != "=":
+                self.i = i
                 raise self.error(
-                    f"attribute '{name}' is defined twice (first at line {first[0]}, "
-                    f"column {first[1]})"
+                    f"expected '=' after attribute name '{name}', found {_describe(toks[i])}"
                 )
-            self.i += 1
-            if kind == "attr":
-                # The lexer has consumed the ``;`` (or seen the ``]``) after the value.
-                attrs[lname] = value
-                if lname not in names:
-                    names[lname] = name
-                    positions[lname] = (tok[2], tok[3])
-                continue
-            if toks[self.i][0] != "=":
-                raise self.error(
-                    f"expected '=' after attribute name '{name}', found {_describe(toks[self.i])}"
-                )
-            self.i += 1
+            self.i = i + 1
             attrs[lname] = self.expr()
-            if lname not in names:
-                names[lname] = name
-                positions[lname] = (tok[2], tok[3])
-            nxt = toks[self.i]
+            names[lname] = name
+            positions[lname] = tok[2:4]
+            i = self.i
+            nxt = toks[i]
             if nxt[0] == ";":
-                self.i += 1
+                i += 1
             elif nxt[0] != closer:
                 end = "';' or ']'" if closer == "]" else "';'"
                 raise self.error(
                     f"expected {end} after the value of attribute '{name}', found {_describe(nxt)}"
                 )
+        self.i = i
         return ClassAd._from_parsed(attrs, names, positions)
+
+    def _defined_twice(self, name: str, first: tuple[int, int]) -> ClassAdSyntaxError:
+        return self.error(
+            f"attribute '{name}' is defined twice (first at line {first[0]}, column {first[1]})"
+        )
 
     # --- expressions -----------------------------------------------------------------
 
     def expr(self) -> Expr:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
+        """One expression, ``?:`` included.
+
+        Binary operators are parsed by precedence climbing, written as a loop over a stack of
+        suspended ``(min_prec, left, op, saved_depth)`` frames instead of one recursive call
+        per operand: each frame is exactly a recursive call's state, so trees, depth limits and
+        errors are those of the recursive form, for far fewer Python calls.  The operands that
+        make up most of real expressions (literals, names, ``other.X``) are read inline.
+        """
+        depth = self.depth + 1
+        if depth > MAX_DEPTH:
+            self.depth = depth
             raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
-        cond = self.binary(1)
-        if self.toks[self.i][0] == "?":
-            self.i += 1
+        toks = self.toks
+        i = self.i
+        min_prec = 1
+        frames: list[tuple[int, Expr, str, int]] = []
+        left: Expr
+        while True:
+            # ``saved`` is the depth this frame restores when it hands ``left`` back.
+            saved = depth
+            tok = toks[i]
+            kind = tok[0]
+            if kind == "cmp":
+                # ``a.b == c.d`` read as one token; the checks are those the separate tokens
+                # would have met: the left side's names, then the operator and the right side.
+                if depth + tok[4] > MAX_DEPTH:
+                    raise self.error(f"expression nested more than {MAX_DEPTH} levels deep", tok)
+                depth += 1
+                if depth + tok[6] > MAX_DEPTH:
+                    raise self.error(
+                        f"expression nested more than {MAX_DEPTH} levels deep",
+                        ("", None, tok[2], tok[5]),
+                    )
+                left = tok[1]
+                i += 1
+            elif kind == "dotted":
+                parts = tok[1]
+                if depth + len(parts) > MAX_DEPTH:
+                    raise self.error(f"expression nested more than {MAX_DEPTH} levels deep", tok)
+                line = tok[2]
+                column = tok[3]
+                left = AttrRef(parts[0], line, column)
+                for part in parts[1:]:
+                    left = Select(left, part, line, column)
+                i += 1
+            elif kind in _LITERAL_KINDS:
+                left = Literal(tok[1], tok[2], tok[3])
+                i += 1
+            elif kind == "name" and toks[i + 1][0] != "(":
+                left = AttrRef(tok[1], tok[2], tok[3])
+                i += 1
+            else:
+                self.i = i
+                self.depth = depth
+                left = self.unary() if kind in _UNARY else self.primary()
+                i = self.i
+            kind = toks[i][0]
+            if kind in {".", "["}:
+                self.i = i
+                self.depth = depth
+                left = self.postfix(left)
+                i = self.i
+                kind = toks[i][0]
+            # The frame that has just read ``left`` consumes operators binding at least as
+            # tightly as its ``min_prec``; one that cannot hands ``left`` back to its parent.
+            while True:
+                prec = _BINARY_PRECEDENCE.get(kind)
+                if prec is not None and prec >= min_prec:
+                    i += 1
+                    depth += 1
+                    if depth > MAX_DEPTH:
+                        self.i = i
+                        raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
+                    frames.append((min_prec, left, kind, saved))
+                    min_prec = prec + 1
+                    break
+                depth = saved
+                if not frames:
+                    min_prec = 0
+                    break
+                min_prec, first, op, saved = frames.pop()
+                left = BinaryOp(op, first, left, first.line, first.column)
+            if not min_prec:
+                break
+        if kind == "?":
+            self.i = i + 1
+            self.depth = depth
             then = self.expr()
             self.expect(":", "in a conditional expression")
             otherwise = self.expr()
-            cond = Conditional(cond, then, otherwise, cond.line, cond.column)
-        self.depth -= 1
-        return cond
-
-    def binary(self, min_prec: int) -> Expr:
-        toks = self.toks
-        left = self.unary() if toks[self.i][0] in _UNARY else self.operand()
-        saved = self.depth
-        while True:
-            op = toks[self.i][0]
-            prec = _BINARY_PRECEDENCE.get(op)
-            if prec is None or prec < min_prec:
-                break
-            self.i += 1
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
-            right = self.binary(prec + 1)
-            left = BinaryOp(op, left, right, left.line, left.column)
-        self.depth = saved
+            left = Conditional(left, then, otherwise, left.line, left.column)
+            i = self.i
+        self.i = i
+        self.depth = depth - 1
         return left
 
     def unary(self) -> Expr:
@@ -241,10 +319,14 @@ class _Parser:
 
     def operand(self) -> Expr:
         """A primary expression followed by any ``.name`` and ``[index]`` suffixes."""
-        toks = self.toks
         e = self.primary()
-        if toks[self.i][0] not in (".", "["):
-            return e
+        if self.toks[self.i][0] in (".", "["):
+            return self.postfix(e)
+        return e
+
+    def postfix(self, e: Expr) -> Expr:
+        """``e`` with the ``.name`` and ``[index]`` suffixes that follow it."""
+        toks = self.toks
         saved = self.depth
         while True:
             kind = toks[self.i][0]
@@ -313,26 +395,58 @@ class _Parser:
 
     def call(self, name_tok: Token) -> Expr:
         self.i += 1
-        args: list[Expr] = []
-        if self.toks[self.i][0] != ")":
-            while True:
-                args.append(self.expr())
-                if self.toks[self.i][0] != ",":
-                    break
-                self.i += 1
+        args = self.items(")")
         self.expect(")", f"to close the arguments of {name_tok[1]}()")
-        return Call(name_tok[1], tuple(args), name_tok[2], name_tok[3])
+        return Call(name_tok[1], args, name_tok[2], name_tok[3])
 
     def list_literal(self, open_tok: Token) -> Expr:
-        items: list[Expr] = []
-        if self.toks[self.i][0] != "}":
-            while True:
-                items.append(self.expr())
-                if self.toks[self.i][0] != ",":
-                    break
-                self.i += 1
+        items = self.items("}")
         self.expect("}", "or ',' in a list")
-        return ListExpr(tuple(items), open_tok[2], open_tok[3])
+        return ListExpr(items, open_tok[2], open_tok[3])
+
+    def items(self, closer: str) -> tuple[Expr, ...]:
+        """Comma-separated expressions up to ``closer`` (not consumed).
+
+        An item that is a single literal or name, as most arguments are, is built here rather
+        than by ``expr``, with the same nesting checks.
+        """
+        toks = self.toks
+        i = self.i
+        found: list[Expr] = []
+        if toks[i][0] == closer:
+            return ()
+        limit = MAX_DEPTH - 1 - self.depth  # the names a dotted item may have
+        while True:
+            tok = toks[i]
+            kind = tok[0]
+            if kind in _OPERAND_KINDS and limit >= 0 and toks[i + 1][0] in (",", closer):
+                if kind == "dotted":
+                    parts = tok[1]
+                    if len(parts) > limit:
+                        self.i = i
+                        raise self.error(
+                            f"expression nested more than {MAX_DEPTH} levels deep", tok
+                        )
+                    line = tok[2]
+                    column = tok[3]
+                    e: Expr = AttrRef(parts[0], line, column)
+                    for part in parts[1:]:
+                        e = Select(e, part, line, column)
+                    found.append(e)
+                elif kind in {"name", "qname"}:
+                    found.append(AttrRef(tok[1], tok[2], tok[3]))
+                else:
+                    found.append(Literal(tok[1], tok[2], tok[3]))
+                i += 1
+            else:
+                self.i = i
+                found.append(self.expr())
+                i = self.i
+            if toks[i][0] != ",":
+                break
+            i += 1
+        self.i = i
+        return tuple(found)
 
 
 def _guarded(text: str, top: bool) -> ClassAd | Expr:
