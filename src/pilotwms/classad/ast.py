@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pilotwms.classad.values import ERROR, UNDEFINED, Value
 
@@ -227,3 +227,31 @@ class RecordExpr(Expr):
 
 
 SCOPE_NAMES = frozenset({"my", "self", "target", "other", "parent", "root"})
+
+
+# Binding power of each binary operator, loosest first (``?:`` binds loosest of all and is
+# handled apart): the parser builds trees with it and the unparser decides parentheses with it,
+# so the two can never disagree.
+BINARY_PRECEDENCE: Final[dict[str, int]] = {
+    "||": 1,
+    "&&": 2,
+    "|": 3,
+    "^": 4,
+    "&": 5,
+    "==": 6,
+    "!=": 6,
+    "=?=": 6,
+    "=!=": 6,
+    "<": 7,
+    "<=": 7,
+    ">": 7,
+    ">=": 7,
+    "<<": 8,
+    ">>": 8,
+    ">>>": 8,
+    "+": 9,
+    "-": 9,
+    "*": 10,
+    "/": 10,
+    "%": 10,
+}

@@ -17,6 +17,7 @@ from typing import Final
 
 from pilotwms.classad.ad import ClassAd
 from pilotwms.classad.ast import (
+    BINARY_PRECEDENCE,
     AttrRef,
     BinaryOp,
     Call,
@@ -35,30 +36,6 @@ from pilotwms.classad.values import wrap_int
 
 MAX_DEPTH: Final = 150
 
-# Binding power of each binary operator, loosest first (``?:`` is handled separately).
-_BINARY_PRECEDENCE: Final = {
-    "||": 1,
-    "&&": 2,
-    "|": 3,
-    "^": 4,
-    "&": 5,
-    "==": 6,
-    "!=": 6,
-    "=?=": 6,
-    "=!=": 6,
-    "<": 7,
-    "<=": 7,
-    ">": 7,
-    ">=": 7,
-    "<<": 8,
-    ">>": 8,
-    ">>>": 8,
-    "+": 9,
-    "-": 9,
-    "*": 10,
-    "/": 10,
-    "%": 10,
-}
 _UNARY: Final = frozenset({"-", "+", "!", "~"})
 _LITERAL_KINDS: Final = frozenset({"str", "int", "real", "lit"})
 _OPERAND_KINDS: Final = _LITERAL_KINDS | {"name", "qname", "dotted"}
@@ -270,7 +247,7 @@ class _Parser:
             # The frame that has just read ``left`` consumes operators binding at least as
             # tightly as its ``min_prec``; one that cannot hands ``left`` back to its parent.
             while True:
-                prec = _BINARY_PRECEDENCE.get(kind)
+                prec = BINARY_PRECEDENCE.get(kind)
                 if prec is not None and prec >= min_prec:
                     i += 1
                     depth += 1

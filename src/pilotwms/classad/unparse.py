@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Final
 
 from pilotwms.classad.ast import (
+    BINARY_PRECEDENCE,
     AttrRef,
     BinaryOp,
     Call,
@@ -30,29 +31,6 @@ from pilotwms.classad.values import ERROR, UNDEFINED, Value, format_real
 if TYPE_CHECKING:
     from pilotwms.classad.ad import ClassAd
 
-_PRECEDENCE: Final = {
-    "||": 1,
-    "&&": 2,
-    "|": 3,
-    "^": 4,
-    "&": 5,
-    "==": 6,
-    "!=": 6,
-    "=?=": 6,
-    "=!=": 6,
-    "<": 7,
-    "<=": 7,
-    ">": 7,
-    ">=": 7,
-    "<<": 8,
-    ">>": 8,
-    ">>>": 8,
-    "+": 9,
-    "-": 9,
-    "*": 10,
-    "/": 10,
-    "%": 10,
-}
 _UNARY_PREC: Final = 11
 _POSTFIX_PREC: Final = 12
 _IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -140,7 +118,7 @@ class _Writer:
             return attribute_name(e.name)
         if t is BinaryOp:
             assert isinstance(e, BinaryOp)
-            prec = _PRECEDENCE[e.op]
+            prec = BINARY_PRECEDENCE[e.op]
             text = f"{self.expr(e.left, prec)} {e.op} {self.expr(e.right, prec + 1)}"
             return f"({text})" if prec < context else text
         if t is UnaryOp:
