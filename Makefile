@@ -37,7 +37,7 @@ pytest: $(STAMP) services
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	bash scripts/demo.sh
+	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/classad_bench.py

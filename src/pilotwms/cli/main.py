@@ -16,6 +16,7 @@ from pilotwms.cli import jdl as jdl_cli
 from pilotwms.cli import jobs as jobs_cli
 from pilotwms.cli import pilot as pilot_cli
 from pilotwms.cli import server as server_cli
+from pilotwms.cli import up as up_cli
 
 app = typer.Typer(
     name="pilotwms",
@@ -30,6 +31,7 @@ app.command("pilot", **pilot_cli.COMMAND_SETTINGS)(pilot_cli.pilot)
 app.add_typer(server_cli.app, name="server")
 app.add_typer(admin_cli.app, name="admin")
 jobs_cli.register(app)
+app.command("up")(up_cli.up)
 
 
 def _version(value: bool) -> None:
