@@ -11,7 +11,7 @@ import pytest
 from pilotwms.core.errors import IllegalTransition
 from pilotwms.core.states import JobState
 from pilotwms.server.logic.lifecycle import apply_transition
-from wms_server import advance
+from wms_server import advance, make_settings, start_server
 
 SIMPLE = 'Executable = "/bin/true";'
 
@@ -85,7 +85,6 @@ def test_owner_filter_and_other_users_jobs_are_invisible(server, alice: httpx.Cl
 
 
 def test_shared_group_members_see_each_others_jobs(tmp_path, database) -> None:
-    from conftest import make_settings, start_server
 
     running = start_server(make_settings(database, tmp_path, shared_groups=["atlas"]))
     try:
