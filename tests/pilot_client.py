@@ -58,7 +58,9 @@ class ProtocolPilot:
     def path(self, suffix: str = "") -> str:
         return f"/api/v1/pilot/{self.pilot_id}{suffix}"
 
-    def work(self, *, max_jobs: int = 1, wait_s: float = 0.0, free_cores: int = 4) -> list[dict]:
+    def work(
+        self, *, max_jobs: int = 1, wait_s: float = 0.0, free_cores: int = 4, prefetch: int = 0
+    ) -> list[dict]:
         reply = self.client.post(
             self.path("/work"),
             json={
@@ -68,6 +70,7 @@ class ProtocolPilot:
                 "max_jobs": max_jobs,
                 "wait_s": wait_s,
                 "ad_update": {},
+                "prefetch": prefetch,
             },
             timeout=wait_s + 60,
         )

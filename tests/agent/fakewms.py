@@ -141,6 +141,11 @@ class FakeWMS:
                     break
                 cores -= self.jobs[0].get("cores", 1)
                 taken.append(self.jobs.pop(0))
+            # The queue a pilot asks for beyond its free slots (``prefetch``).
+            for _ in range(int(request.get("prefetch") or 0)):
+                if not self.jobs:
+                    break
+                taken.append(self.jobs.pop(0))
         return {"jobs": taken}
 
     def _reports(self, reports: list[dict[str, Any]]) -> dict[str, Any]:

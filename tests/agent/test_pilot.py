@@ -132,6 +132,61 @@ def test_pilot_registers_runs_a_job_reports_and_exits_when_idle(
     assert not list((tmp_path / "pilot" / "spool").glob("*.json"))
 
 
+def test_short_jobs_are_prefetched_and_their_reports_coalesced(
+    wms: FakeWMS, tmp_path: Path
+) -> None:
+    count = 60
+    for n in range(count):
+        wms.add_job(job(f"t{n}"))
+    pilot = RunningPilot(wms, tmp_path, wait_term=1.0)
+    wait_for(lambda: all(finished(wms, f"t{n}") for n in range(count)), what="all jobs")
+    assert pilot.join() == EXIT_OK
+    for n in range(count):
+        (report,) = finished(wms, f"t{n}")
+        assert report["status"] == "done"
+        assert [r["type"] for r in wms.reports_of(f"t{n}")] == [
+            "started",
+            "payload_started",
+            "finished",
+        ]
+    # Once the first jobs showed that the work is short, requests asked for a queue too.
+    assert any(r.get("prefetch", 0) > 0 for r in wms.work_requests)
+    assert all(r.get("prefetch", 0) <= 2 * 32 for r in wms.work_requests)
+    assert wms.report_posts < 3 * count / 2
+
+
+def test_queued_jobs_are_listed_in_heartbeats_cancellable_and_refused_on_drain(
+    wms: FakeWMS, tmp_path: Path
+) -> None:
+    for n in range(2):
+        wms.add_job(job(f"long{n}", executable="/bin/sleep", arguments=["30"]))
+    for n in range(3):
+        wms.add_job(job(f"q{n}"))
+    pilot = RunningPilot(wms, tmp_path, prefetch=3)
+    queued = {f"q{n}" for n in range(3)}
+
+    def listed() -> bool:
+        with wms.lock:
+            return any(queued <= {j["job_id"] for j in h["jobs"]} for h in wms.heartbeats)
+
+    wait_for(listed, what="a heartbeat listing the queued jobs")
+    assert not any(wms.reports_of(q) for q in queued)  # queued, not started
+    with wms.lock:
+        wms.commands.append({"action": "cancel", "job_id": "q0", "attempt": 1, "reason": "user"})
+    wait_for(lambda: finished(wms, "q0"), what="the queued job cancelled")
+    assert finished(wms, "q0")[0]["status"] == "cancelled"
+    queued.discard("q0")
+    with wms.lock:
+        wms.commands.append({"action": "drain", "reason": "test", "grace_s": 0})
+    wait_for(lambda: all(finished(wms, f"long{n}") for n in range(2)), what="drained jobs")
+    assert pilot.join() == EXIT_OK
+    for q in queued:
+        (report,) = wms.reports_of(q)
+        assert report["type"] == "finished" and report["status"] == "refused"
+        assert report["payload_started"] is False
+    assert {finished(wms, f"long{n}")[0]["status"] for n in range(2)} == {"drained"}
+
+
 def test_several_jobs_per_request_fill_the_slots(wms: FakeWMS, tmp_path: Path) -> None:
     for n in range(3):
         wms.add_job(job(f"s{n}", executable="/bin/sleep", arguments=["0.5"]))

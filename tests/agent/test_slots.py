@@ -68,3 +68,12 @@ def test_job_cap_leaves_no_cores_to_advertise() -> None:
 def test_slot_needs_a_core() -> None:
     with pytest.raises(ValueError):
         SlotBook(0, 100)
+
+
+def test_never_fits_names_what_the_empty_slot_lacks() -> None:
+    book = SlotBook(2, 4000)
+    book.reserve("a", 2)
+    assert book.never_fits(2, 0, False) == ""  # waits for a slot, fits once "a" ends
+    assert book.never_fits(3, 0, False) == "needs 3 cores, the slot has 2"
+    assert book.never_fits(1, 5000, False) == "needs 5000 MiB, the slot has 4000"
+    assert book.never_fits(1, 0, True) == ""

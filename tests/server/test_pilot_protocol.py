@@ -259,6 +259,68 @@ def test_lost_lease_requeues_and_the_stale_attempt_is_refused(
     assert job_state(alice, job)["state"] == "DONE"
 
 
+def test_prefetch_hands_out_a_queue_beyond_the_free_slots_each_job_once(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag, Cpus=2, Memory=8000)
+    node = tagged_jdl(tag, 'Executable = "/bin/true";')
+    ids = {submit(alice, node)["id"] for _ in range(5)}
+    big = submit(alice, tagged_jdl(tag, 'Executable = "/bin/true"; CpuNumber = 3;'))["id"]
+    first = pilot.work(max_jobs=2, free_cores=2, prefetch=2)
+    assert len(first) == 4  # two for the free slots, two to queue
+    rest = pilot.work(max_jobs=0, free_cores=0, prefetch=8)
+    handed = [int(s["job_id"]) for s in first + rest]
+    assert sorted(handed) == sorted(ids)  # each once; the 3-core job never fits this slot
+    assert big not in handed
+    assert all(job_state(alice, j)["state"] == "READY" for j in ids)
+    assert pilot.work(max_jobs=0, free_cores=0, prefetch=0) == []
+
+
+def test_a_batch_of_finished_reports_ends_every_attempt_and_repeats_are_duplicates(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    jobs = [submit(alice, tagged_jdl(tag))["id"] for _ in range(3)]
+    specs = pilot.work(max_jobs=3)
+    assert len(specs) == 3
+    ok, failed, refused = specs
+
+    def report(spec: dict, kind: str, **fields: object) -> dict:
+        return {
+            "report_id": secrets.token_hex(16),
+            "job_id": spec["job_id"],
+            "attempt": spec["attempt"],
+            "type": kind,
+            "time": time.time(),
+            **fields,
+        }
+
+    batch = [report(s, "started") for s in (ok, failed)]
+    batch += [report(s, "payload_started") for s in (ok, failed)]
+    batch += [
+        report(ok, "finished", status="done", exit_code=0, cpu_s=0.5, wall_s=1.0),
+        report(failed, "finished", status="failed", exit_code=3, reason="exit code 3"),
+        report(refused, "finished", status="refused", reason="does not fit"),
+        report(ok, "finished", status="failed", exit_code=1),  # a second end: stale
+    ]
+    results = {r["report_id"]: r["outcome"] for r in pilot.reports(batch)}
+    assert [results[r["report_id"]] for r in batch] == ["accepted"] * 7 + ["stale"]
+    states = {j: job_state(alice, j) for j in jobs}
+    by_spec = {int(s["job_id"]): s for s in specs}
+    assert states[int(ok["job_id"])]["state"] == "DONE"
+    assert states[int(ok["job_id"])]["done_code"] == "ok"
+    assert states[int(failed["job_id"])]["done_code"] == "failed"
+    assert states[int(failed["job_id"])]["exit_code"] == 3
+    assert states[int(refused["job_id"])]["state"] == "WAITING"
+    assert set(by_spec) == set(jobs)
+    events = alice.get(f"/api/v1/jobs/{ok['job_id']}/events").json()["events"]
+    assert [e["state_to"] for e in events][-3:] == ["RUNNING", "RUNNING", "DONE"]
+    again = {r["report_id"]: r["outcome"] for r in pilot.reports(batch)}
+    assert set(again.values()) == {"duplicate"}
+
+
 def test_refused_job_is_requeued_without_counting_a_retry(
     server: RunningServer, pilot_token: str, alice: httpx.Client
 ) -> None:

@@ -6,6 +6,18 @@ runs in a short-lived thread of its own, jobs run in their own threads, and ever
 call is one try whose failure schedules the next try with back-off. So a pilot whose server is
 away keeps its jobs running and their limits enforced, keeps their reports in the spool, and
 delivers them when the server returns.
+
+Short jobs are where the round trips show, so the runner does two things for them:
+
+* **prefetch**: while the recent jobs were short, a work request also asks for a queue of
+  jobs beyond the free slots (the ``prefetch`` field); they wait here, in arrival order, and
+  start the moment a slot frees, without a round trip. A queued job is handed out as far as
+  the server knows: heartbeats list it (so its lease holds), a drain refuses it at once, and a
+  job that no longer fits when its turn comes is refused, as one that arrives unfit is.
+* **coalesced reports**: while jobs are queued, reports go out once per ``_COALESCE_S`` window
+  (or as soon as ``_FLUSH_AT`` are pending), so a pilot streaming short jobs sends one batch
+  per window rather than one per job; otherwise at once, so the start of a single job is not
+  delayed. ``finished`` reports are on disk (the spool) from the start.
 """
 
 from __future__ import annotations
@@ -19,13 +31,14 @@ import shutil
 import signal
 import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+from typing import IO, Any, Callable, Deque, Dict, List, Mapping, Optional
 
 from . import AGENT_VERSION
-from .executor import REFUSED, SETUP_FAILED, ExecutorContext, JobRunner
+from .executor import CANCELLED, REFUSED, SETUP_FAILED, ExecutorContext, JobRunner
 from .glue import dynamic_attributes, slot_ad
-from .jobspec import JobSpecError, parse_job_spec
+from .jobspec import JobSpec, JobSpecError, parse_job_spec
 from .lifecycle import DRAINING, Lifecycle
 from .protocol import PilotClient
 from .settings import AgentSettings
@@ -43,6 +56,16 @@ EXIT_REJECTED = 2
 
 _TICK = 0.5
 _FINAL_FLUSH_S = 30.0
+_COALESCE_S = 0.1
+"""Shortest time between two report batches while reports keep coming."""
+_FLUSH_AT = 100
+"""Pending reports that are sent without waiting for the coalescing window to end."""
+_SHORT_JOB_S = 2.0
+"""Jobs shorter than this (on average, recently) are worth queueing ahead (prefetch)."""
+_QUEUED_WORK_S = 1.0
+"""Automatic prefetch: about this many seconds of work queued per job slot..."""
+_MAX_QUEUED_PER_SLOT = 32
+"""...and at most this many jobs per slot."""
 
 
 class WorkDirBusy(RuntimeError):
@@ -104,6 +127,9 @@ class Pilot:
         )
         self.context.jobs_root.mkdir(parents=True, exist_ok=True)
         self.runners: Dict[str, JobRunner] = {}
+        self.queued: Deque[JobSpec] = deque()
+        self._recent_wall_s: Optional[float] = None  # moving average of finished jobs
+        self._last_flush = -1e18
         self.heartbeat_s = 30.0
         self.poll_wait_s = 20.0
         self._wake = threading.Event()
@@ -171,7 +197,9 @@ class Pilot:
                 handled_signals = self._signals
                 self.lifecycle.on_drain(now, "SIGTERM from the batch system", grace)
             self._take_polled(now)
-            decision = self.lifecycle.decide(now, len(self.runners))
+            if self.queued and (self.lifecycle.phase == DRAINING or self._signals):
+                self._refuse_queued(f"pilot is draining ({self.lifecycle.drain_reason})")
+            decision = self.lifecycle.decide(now, len(self.runners) + len(self.queued))
             if decision.kill_running:
                 for runner in self.runners.values():
                     runner.drain(decision.reason)
@@ -184,9 +212,21 @@ class Pilot:
                 break
             if now >= self._next_try:
                 self._talk(now, decision.take_work, decision.time_left_s)
-            self._wake.wait(_TICK)
+            self._wake.wait(self._sleep_time())
             self._wake.clear()
         return self._shutdown()
+
+    def _flush_due(self, now: float, pending: int) -> bool:
+        """Whether pending reports go out now: always, unless jobs are queued (the pilot is
+        streaming short jobs), when they wait for the end of the coalescing window or for
+        ``_FLUSH_AT`` of them."""
+        return not self.queued or pending >= _FLUSH_AT or now >= self._last_flush + _COALESCE_S
+
+    def _sleep_time(self) -> float:
+        """Until the next tick, or the end of the coalescing window if reports wait."""
+        if len(self.spool) and self.clock() >= self._next_try:
+            return max(0.0, min(_TICK, self._last_flush + _COALESCE_S - self.clock()))
+        return _TICK
 
     def _register_until_done(self) -> Optional[int]:
         """Register, retrying with back-off; an exit code if the pilot must give up."""
@@ -233,7 +273,9 @@ class Pilot:
             # reports and the heartbeat below, so a freed slot is offered without waiting.
             if take_work:
                 self._start_poll(time_left)
-            if len(self.spool):
+            pending = len(self.spool)
+            if pending and self._flush_due(now, pending):
+                self._last_flush = now
                 self._flush()
             if now >= self._next_heartbeat:
                 self._heartbeat()
@@ -274,13 +316,20 @@ class Pilot:
         if self._poll_outstanding:
             return
         free = self.slots.free()
-        if free.jobs <= 0 or free.cores <= 0:
+        # Queued jobs take the free slots first (in order), so a request with jobs queued
+        # asks only for more queue; the queue is refilled once half of it has been used, so
+        # that each request brings a batch rather than the one job just started.
+        max_jobs = free.jobs if free.cores > 0 and not self.queued else 0
+        limit = self._prefetch_limit()
+        prefetch = limit - len(self.queued) if len(self.queued) <= limit // 2 else 0
+        if max_jobs <= 0 and prefetch <= 0:
             return
         body = {
             "free_cores": free.cores,
             "free_memory_mb": free.memory_mb,
             "time_left_s": time_left,
-            "max_jobs": free.jobs,
+            "max_jobs": max_jobs,
+            "prefetch": prefetch,
             "wait_s": self.poll_wait_s,
             "ad_update": dynamic_attributes(
                 self.facts,
@@ -294,6 +343,18 @@ class Pilot:
         threading.Thread(
             target=self._poll, args=(body, self.client.pilot_id), name="work-poll", daemon=True
         ).start()
+
+    def _prefetch_limit(self) -> int:
+        """How many jobs may wait here for a slot (the ``prefetch`` setting; automatic: about
+        ``_QUEUED_WORK_S`` of work per slot while the recent jobs were short, none before a job
+        has ended)."""
+        if self.settings.prefetch >= 0:
+            return self.settings.prefetch
+        recent = self._recent_wall_s
+        if recent is None or recent >= _SHORT_JOB_S:
+            return 0
+        per_slot = int(_QUEUED_WORK_S / max(recent, 1e-3))
+        return max(1, min(_MAX_QUEUED_PER_SLOT, per_slot)) * self.slots.max_jobs
 
     def _poll(self, body: Dict[str, Any], pilot_id: Optional[str]) -> None:
         try:
@@ -326,28 +387,53 @@ class Pilot:
                     exc.job_id, exc.attempt, "finished", status=SETUP_FAILED, reason=str(exc)
                 )
             return
-        if spec.key in self.runners:
+        if spec.key in self.runners or any(q.key == spec.key for q in self.queued):
             return
         refusal = ""
         if self.lifecycle.phase == DRAINING:
             refusal = f"pilot is draining ({self.lifecycle.drain_reason})"
-        elif not self.lifecycle.job_fits(spec.max_wall_time_s, now):
-            refusal = "job does not fit the pilot's time left"
         else:
+            refusal = self.slots.never_fits(spec.cores, spec.memory_mb, spec.whole_node)
+        if refusal:
+            self._refuse(spec, refusal)
+            return
+        self.queued.append(spec)
+        self._start_queued(now)
+
+    def _refuse(self, spec: JobSpec, reason: str) -> None:
+        log.warning("refusing job %s: %s", spec.key, reason)
+        self._report(
+            spec.job_id,
+            spec.attempt,
+            "finished",
+            status=REFUSED,
+            reason=reason,
+            payload_started=False,
+        )
+
+    def _refuse_queued(self, reason: str) -> None:
+        while self.queued:
+            self._refuse(self.queued.popleft(), reason)
+
+    def _start_queued(self, now: float) -> None:
+        """Start queued jobs, oldest first, while the oldest fits the free slots."""
+        while self.queued:
+            spec = self.queued[0]
+            if not self.lifecycle.job_fits(spec.max_wall_time_s, now):
+                self.queued.popleft()
+                self._refuse(spec, "job does not fit the pilot's time left")
+                continue
             reservation = self.slots.reserve(spec.key, spec.cores, spec.memory_mb, spec.whole_node)
             if not reservation.granted:
-                refusal = reservation.reason
-        if refusal:
-            log.warning("refusing job %s: %s", spec.key, refusal)
-            self._report(
-                spec.job_id,
-                spec.attempt,
-                "finished",
-                status=REFUSED,
-                reason=refusal,
-                payload_started=False,
-            )
-            return
+                if self.runners:
+                    return  # it fits once a running job ends
+                self.queued.popleft()
+                self._refuse(spec, reservation.reason)
+                continue
+            self.queued.popleft()
+            self._start(spec, now)
+
+    def _start(self, spec: JobSpec, now: float) -> None:
         claim = self.slots.claims[spec.key]
         runner = JobRunner(spec, self.context, claim.cores, self._on_event)
         self.runners[spec.key] = runner
@@ -368,6 +454,11 @@ class Pilot:
             result = runner.result
             if result is not None:
                 log.info("job %s ended %s %s", runner.spec.key, result.status, result.reason)
+                if result.status not in (REFUSED, SETUP_FAILED):
+                    previous = self._recent_wall_s
+                    wall = max(0.0, result.wall_s)
+                    self._recent_wall_s = wall if previous is None else 0.8 * previous + 0.2 * wall
+            self._start_queued(now)
 
     # -- heartbeat, commands, reports ----------------------------------------------------------
 
@@ -382,6 +473,17 @@ class Pilot:
             }
             for r in self.runners.values()
         ]
+        # A queued job is held by this pilot too: listing it keeps its lease.
+        jobs.extend(
+            {
+                "job_id": q.job_id,
+                "attempt": q.attempt,
+                "cpu_s": 0.0,
+                "rss_mb": 0.0,
+                "payload_started": False,
+            }
+            for q in self.queued
+        )
         state = "draining" if self.lifecycle.phase == DRAINING else "running"
         for command in self.client.heartbeat(state, jobs):
             self._command(command)
@@ -394,9 +496,22 @@ class Pilot:
         key = f"{command.get('job_id')}/{command.get('attempt')}"
         runner = self.runners.get(key)
         if action == "cancel":
+            reason = str(command.get("reason") or "cancelled by the server")
             if runner is not None:
                 log.info("cancelling job %s on the server's command", key)
-                runner.cancel(str(command.get("reason") or "cancelled by the server"))
+                runner.cancel(reason)
+            for spec in [q for q in self.queued if q.key == key]:
+                # Never started: it ends here, as a running job would after its kill.
+                log.info("cancelling queued job %s on the server's command", key)
+                self.queued.remove(spec)
+                self._report(
+                    spec.job_id,
+                    spec.attempt,
+                    "finished",
+                    status=CANCELLED,
+                    reason=reason,
+                    payload_started=False,
+                )
         elif action == "drain":
             grace = command.get("grace_s")
             reason = str(command.get("reason") or "drain requested by the server")
@@ -449,6 +564,7 @@ class Pilot:
             with contextlib.suppress(queue.Empty):
                 self._polled.put(self._polled.get(timeout=5.0))
             self._take_polled(self.clock())
+        self._refuse_queued(f"pilot exits ({self.exit_reason or 'done'})")
         deadline = self.clock() + _FINAL_FLUSH_S
         failures = 0
         while len(self.spool) and self.clock() < deadline:

@@ -69,8 +69,11 @@ class PilotClient:
         max_jobs: int,
         wait_s: float,
         ad_update: Dict[str, Any],
+        prefetch: int = 0,
     ) -> List[Any]:
-        """``POST /pilot/{id}/work`` (long poll); returns the raw job specs, possibly none."""
+        """``POST /pilot/{id}/work`` (long poll); returns the raw job specs, possibly none.
+        ``prefetch``: jobs to queue beyond the free slots (sent only when asked for, so a
+        request without it is the protocol's original shape)."""
         body = {
             "free_cores": free_cores,
             "free_memory_mb": free_memory_mb,
@@ -79,6 +82,8 @@ class PilotClient:
             "wait_s": wait_s,
             "ad_update": ad_update,
         }
+        if prefetch > 0:
+            body["prefetch"] = prefetch
         reply = self.transport.request(
             "POST",
             self._pilot_path("/work"),

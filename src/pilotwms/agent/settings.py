@@ -60,6 +60,10 @@ class AgentSettings:
     """Memory to offer in MiB; 0: discovered (cgroup limit, batch variables, MemTotal)."""
     max_jobs: int = 0
     """Most jobs at once; 0: as many as the cores allow."""
+    prefetch: int = -1
+    """Jobs to queue beyond the free slots, started as slots free; -1: automatic (while the
+    recent jobs were short, about a second of work per slot, at most 32 jobs per slot; none
+    for long jobs); 0: never."""
     sigterm_grace: float = 30.0
     """After SIGTERM from the batch system, seconds running jobs get before they are killed."""
     cancel_grace: float = 10.0
@@ -90,6 +94,8 @@ class AgentSettings:
         for name in ("cores", "memory_mb", "max_jobs"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be 0 (discover) or positive")
+        if self.prefetch < -1:
+            raise SettingsError("prefetch must be -1 (automatic), 0 (none) or positive")
         if self.sigterm_grace < 0 or self.cancel_grace < 0:
             raise SettingsError("grace periods must not be negative")
         if self.ca_file and not Path(self.ca_file).is_file():

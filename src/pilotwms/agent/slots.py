@@ -86,6 +86,15 @@ class SlotBook:
             memory_mb = (self.memory_mb * cores) // self.cores
         return cores, memory_mb
 
+    def never_fits(self, cores: int, memory_mb: int, whole_node: bool) -> str:
+        """Why a job asking for this can never run on this slot, even empty; "" if it can."""
+        want_cores, want_mem = self.wanted(cores, memory_mb, whole_node)
+        if want_cores > self.cores:
+            return f"needs {want_cores} cores, the slot has {self.cores}"
+        if self.memory_mb and want_mem > self.memory_mb:
+            return f"needs {want_mem} MiB, the slot has {self.memory_mb}"
+        return ""
+
     def reserve(
         self, key: str, cores: int = 1, memory_mb: int = 0, whole_node: bool = False
     ) -> Reservation:

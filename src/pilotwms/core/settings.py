@@ -176,10 +176,10 @@ class ServerSettings(BaseSettings):
         "sent to pilots as poll_wait_s.",
     )
     max_jobs_per_request: int = Field(
-        default=16,
+        default=64,
         ge=1,
         description="Most jobs handed to a pilot in one work reply (it asks for one per free "
-        "slot).",
+        "slot, plus a queue of prefetched ones while its jobs are short).",
     )
     fair_share_weights: dict[str, float] = Field(
         default_factory=dict,

@@ -44,6 +44,7 @@ class WorkBody(BaseModel):
     max_jobs: int = 1
     wait_s: float = 0.0
     ad_update: dict[str, Any] = Field(default_factory=dict)
+    prefetch: int = 0
 
 
 class HeartbeatJob(BaseModel):
@@ -124,6 +125,7 @@ async def request_work(
         time_left_s=body.time_left_s,
         max_jobs=body.max_jobs,
         ad_update=body.ad_update,
+        prefetch=body.prefetch,
     )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, min(body.wait_s, services.settings.work_max_wait_s))

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from pilotwms.core.errors import IllegalTransition
 from pilotwms.core.states import ACTIVE, DoneCode, JobState
-from pilotwms.server.db import attempts, jobs, pilot_reports, pilots, utcnow
+from pilotwms.server.db import attempts, dag_edges, jobs, pilot_reports, pilots, utcnow
 from pilotwms.server.logic.dag_release import abort_descendants, release_children
 from pilotwms.server.logic.lifecycle import apply_transitions, record_event, refresh_parent
 from pilotwms.server.logic.retries import AttemptEnd, EndStatus, RetryBudget, Verdict, decide
@@ -115,6 +115,92 @@ def is_current(job: Any, number: int) -> bool:
     return job is not None and job.attempt == number and S(job.state) in ACTIVE
 
 
+@dataclass(frozen=True)
+class _Ending:
+    """What ending one attempt does to its job: the target state, the row values the
+    transition writes, the verdict and the job's retry counters afterwards."""
+
+    to: JobState
+    verdict: Verdict
+    reason: str
+    done_code: DoneCode | None
+    exit_code: int | None
+    retries_used: int
+    shallow_retries_used: int
+
+
+def _ending(job: Any, end: AttemptEnd, caps: RetryCaps) -> _Ending:
+    budget = RetryBudget(
+        retry_count=job.retry_count,
+        shallow_retry_count=job.shallow_retry_count,
+        retries_used=job.retries_used,
+        shallow_retries_used=job.shallow_retries_used,
+        max_retry_count=caps.max_retry_count,
+        max_shallow_retry_count=caps.max_shallow_retry_count,
+    )
+    decision = decide(end, budget)
+    verdict, reason = decision.verdict, decision.reason
+    if verdict.requeues and job.cancel_requested:
+        verdict, reason = Verdict.CANCELLED, "cancelled by the user"
+    done_code: DoneCode | None = None
+    exit_code: int | None = None
+    if verdict is Verdict.DONE_OK:
+        to, done_code, exit_code = S.DONE, DoneCode.OK, decision.exit_code or 0
+    elif verdict is Verdict.DONE_FAILED:
+        to, done_code, exit_code = S.DONE, DoneCode.FAILED, decision.exit_code
+    elif verdict is Verdict.CANCELLED:
+        to = S.CANCELLED
+    elif verdict is Verdict.ABORTED:
+        to = S.ABORTED
+    else:
+        to = S.WAITING
+    return _Ending(
+        to=to,
+        verdict=verdict,
+        reason=reason,
+        done_code=done_code,
+        exit_code=exit_code,
+        retries_used=decision.retries_used,
+        shallow_retries_used=decision.shallow_retries_used,
+    )
+
+
+def _attempt_values(
+    attempt: Any, end: AttemptEnd, reason: str, usage: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
+    """The attempt row's values once it ended (usage figures from the report, if any)."""
+    why = end.reason or reason
+    values: dict[str, Any] = {
+        "state": end.status.value,
+        "finished_at": now,
+        "exit_code": end.exit_code,
+        "reason": why[:4000] if why else None,
+        "signal": end.signal,
+        "payload_started": bool(end.payload_started or attempt.payload_started),
+        "cpu_s": None,
+        "max_rss_mb": None,
+        "wall_s": None,
+        "stdout_tail": None,
+    }
+    for name in ("cpu_s", "max_rss_mb", "wall_s"):
+        value = (usage or {}).get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[name] = float(value)
+    tail = (usage or {}).get("stdout_tail")
+    if isinstance(tail, str) and tail:
+        values["stdout_tail"] = tail[-_TAIL_LIMIT:]
+    return values
+
+
+def _attempt_update(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the usage figures the report did not carry, so that an earlier
+    peek's stdout tail (or a heartbeat's figures) stay on the row."""
+    return {k: v for k, v in values.items() if v is not None or k not in _USAGE}
+
+
+_USAGE = ("cpu_s", "max_rss_mb", "wall_s", "stdout_tail")
+
+
 def end_attempt(
     conn: Connection,
     job: Any,
@@ -129,43 +215,22 @@ def end_attempt(
 ) -> Verdict:
     """End the current attempt of ``job`` as ``end`` says; returns the verdict applied."""
     now = now or utcnow()
-    budget = RetryBudget(
-        retry_count=job.retry_count,
-        shallow_retry_count=job.shallow_retry_count,
-        retries_used=job.retries_used,
-        shallow_retries_used=job.shallow_retries_used,
-        max_retry_count=caps.max_retry_count,
-        max_shallow_retry_count=caps.max_shallow_retry_count,
-    )
-    decision = decide(end, budget)
-    verdict, reason = decision.verdict, decision.reason
-    if verdict.requeues and job.cancel_requested:
-        verdict, reason = Verdict.CANCELLED, "cancelled by the user"
+    ending = _ending(job, end, caps)
     kwargs: dict[str, Any] = {}
-    if verdict is Verdict.DONE_OK:
-        to = S.DONE
-        kwargs = {"done_code": DoneCode.OK, "exit_code": decision.exit_code or 0}
-    elif verdict is Verdict.DONE_FAILED:
-        to = S.DONE
-        kwargs = {"done_code": DoneCode.FAILED, "exit_code": decision.exit_code}
-    elif verdict is Verdict.CANCELLED:
-        to = S.CANCELLED
-    elif verdict is Verdict.ABORTED:
-        to = S.ABORTED
-    else:
-        to = S.WAITING
+    if ending.done_code is not None:
+        kwargs = {"done_code": ending.done_code, "exit_code": ending.exit_code}
     move(
         conn,
         job,
-        to,
+        ending.to,
         effects=effects,
         source=source,
-        reason=reason,
+        reason=ending.reason,
         attempt=attempt.number,
         now=now,
         **kwargs,
     )
-    if (decision.retries_used, decision.shallow_retries_used) != (
+    if (ending.retries_used, ending.shallow_retries_used) != (
         job.retries_used,
         job.shallow_retries_used,
     ):
@@ -173,25 +238,11 @@ def end_attempt(
             update(jobs)
             .where(jobs.c.id == job.id)
             .values(
-                retries_used=decision.retries_used,
-                shallow_retries_used=decision.shallow_retries_used,
+                retries_used=ending.retries_used,
+                shallow_retries_used=ending.shallow_retries_used,
             )
         )
-    values: dict[str, Any] = {
-        "state": end.status.value,
-        "finished_at": now,
-        "exit_code": end.exit_code,
-        "reason": (end.reason or reason)[:4000] if (end.reason or reason) else None,
-        "signal": end.signal,
-        "payload_started": bool(end.payload_started or attempt.payload_started),
-    }
-    for name in ("cpu_s", "max_rss_mb", "wall_s"):
-        value = (usage or {}).get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            values[name] = float(value)
-    tail = (usage or {}).get("stdout_tail")
-    if isinstance(tail, str) and tail:
-        values["stdout_tail"] = tail[-_TAIL_LIMIT:]
+    values = _attempt_update(_attempt_values(attempt, end, ending.reason, usage, now))
     conn.execute(update(attempts).where(attempts.c.id == attempt.id).values(**values))
     if attempt.pilot_id is not None:
         conn.execute(
@@ -200,23 +251,155 @@ def end_attempt(
             .values(jobs_run=pilots.c.jobs_run + 1)
         )
     effects.released[job.owner_group] += 1
-    if to == S.WAITING and job.task_queue_id is not None:
+    if ending.to == S.WAITING and job.task_queue_id is not None:
         effects.tq_ids.add(int(job.task_queue_id))
     if job.parent_id is not None:
-        if verdict is Verdict.DONE_OK and (decision.exit_code or 0) == 0:
-            released = release_children(conn, job.id, now=now)
-            if released:
-                effects.tq_ids.update(
-                    int(r[0])
-                    for r in conn.execute(
-                        select(jobs.c.task_queue_id)
-                        .where(jobs.c.id.in_(released), jobs.c.task_queue_id.is_not(None))
-                        .distinct()
-                    )
-                )
-        elif to != S.WAITING:
+        if ending.verdict is Verdict.DONE_OK and (ending.exit_code or 0) == 0:
+            _release(conn, [job.id], effects, now)
+        elif ending.to != S.WAITING:
             abort_descendants(conn, job.id, now=now)
-    return verdict
+    return ending.verdict
+
+
+def _release(conn: Connection, job_ids: Sequence[int], effects: Effects, now: datetime) -> None:
+    """Release the DAG children of these nodes that just succeeded (``dag_release``)."""
+    for job_id in job_ids:
+        released = release_children(conn, job_id, now=now)
+        if released:
+            effects.tq_ids.update(
+                int(r[0])
+                for r in conn.execute(
+                    select(jobs.c.task_queue_id)
+                    .where(jobs.c.id.in_(released), jobs.c.task_queue_id.is_not(None))
+                    .distinct()
+                )
+            )
+
+
+def _with_children(conn: Connection, job_ids: Sequence[int]) -> set[int]:
+    """Those of ``job_ids`` that are the parent node of some DAG edge."""
+    if not job_ids:
+        return set()
+    return {
+        int(r[0])
+        for r in conn.execute(
+            select(dag_edges.c.parent_job_id)
+            .where(dag_edges.c.parent_job_id.in_(list(job_ids)))
+            .distinct()
+        )
+    }
+
+
+def end_attempts(
+    conn: Connection,
+    ends: Sequence[tuple[Any, Any, AttemptEnd, Mapping[str, Any] | None]],
+    *,
+    source: str,
+    caps: RetryCaps,
+    effects: Effects,
+    now: datetime | None = None,
+) -> None:
+    """:func:`end_attempt` for many ``(job, attempt, end, usage)`` of distinct jobs at once.
+
+    Attempts that end their job for good without touching its retry counters (the usual
+    ``done`` and ``failed``) are applied set-based: one transition per (state, verdict,
+    attempt number), the attempt rows in one executemany, the pilots' job counts in one
+    statement each, DAG children looked up once for the whole set. Every other end (a
+    requeue, a cancel, an abort, a counted retry) goes through :func:`end_attempt` one by one,
+    as lease expiry does.
+    """
+    now = now or utcnow()
+    groups: dict[tuple[Any, ...], list[tuple[Any, Any, AttemptEnd, Any, _Ending]]] = {}
+    for job, attempt, end, usage in ends:
+        ending = _ending(job, end, caps)
+        simple = ending.to == S.DONE and (
+            ending.retries_used,
+            ending.shallow_retries_used,
+        ) == (job.retries_used, job.shallow_retries_used)
+        if not simple:
+            end_attempt(
+                conn,
+                job,
+                attempt,
+                end,
+                source=source,
+                caps=caps,
+                effects=effects,
+                usage=usage,
+                now=now,
+            )
+            continue
+        key = (ending.reason, ending.done_code, ending.exit_code, attempt.number)
+        groups.setdefault(key, []).append((job, attempt, end, usage, ending))
+    rows: list[dict[str, Any]] = []
+    jobs_run: Counter[int] = Counter()
+    succeeded: list[int] = []
+    failed: list[int] = []
+    for (reason, done_code, exit_code, number), members in groups.items():
+        ids = [job.id for job, *_ in members]
+        moved = apply_transitions(
+            conn,
+            ids,
+            S.DONE,
+            source=source,
+            reason=reason,
+            attempt=number,
+            done_code=done_code,
+            exit_code=exit_code,
+            now=now,
+            refresh_parents=False,
+        )
+        if len(moved) != len(ids):
+            job = next(j for j, *_ in members if j.id not in set(moved))
+            raise IllegalTransition(job.id, job.state, S.DONE, "the job changed concurrently")
+        for job, attempt, end, usage, ending in members:
+            values = _attempt_values(attempt, end, ending.reason, usage, now)
+            rows.append({"_id": attempt.id, **{f"_{k}": v for k, v in values.items()}})
+            if attempt.pilot_id is not None:
+                jobs_run[int(attempt.pilot_id)] += 1
+            effects.released[job.owner_group] += 1
+            if job.parent_id is not None:
+                effects.parents.add(int(job.parent_id))
+                if ending.verdict is Verdict.DONE_OK and (ending.exit_code or 0) == 0:
+                    succeeded.append(job.id)
+                else:
+                    failed.append(job.id)
+    _update_attempts(conn, rows)
+    for pilot_id, n in jobs_run.items():
+        conn.execute(
+            update(pilots).where(pilots.c.id == pilot_id).values(jobs_run=pilots.c.jobs_run + n)
+        )
+    parents_of_edges = _with_children(conn, succeeded + failed)
+    _release(conn, [j for j in succeeded if j in parents_of_edges], effects, now)
+    for job_id in failed:
+        if job_id in parents_of_edges:
+            abort_descendants(conn, job_id, now=now)
+
+
+def _update_attempts(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write ended attempts in one executemany; a usage figure a report did not carry keeps
+    the row's value (``coalesce``), as :func:`end_attempt` leaves it out."""
+    if not rows:
+        return
+    stmt = (
+        update(attempts)
+        .where(attempts.c.id == bindparam("_id"))
+        .values(
+            state=bindparam("_state"),
+            finished_at=bindparam("_finished_at"),
+            exit_code=bindparam("_exit_code"),
+            reason=bindparam("_reason"),
+            signal=bindparam("_signal"),
+            payload_started=bindparam("_payload_started"),
+            **{
+                name: func.coalesce(
+                    bindparam(f"_{name}", type_=attempts.c[name].type), attempts.c[name]
+                )
+                for name in _USAGE
+            },
+        )
+    )
+    conn.execute(stmt, rows)
 
 
 def _number(value: Any) -> int | None:
@@ -324,8 +507,10 @@ def apply_reports(
                 .where(attempts.c.id == held[(job_id, number)][1].id)
                 .values(stdout_tail=tail[-_TAIL_LIMIT:])
             )
+    payload = {(j, n) for _, j, n, k, _ in accepted if k == "payload_started"}
     ended: set[tuple[int, int]] = set()
-    for index, (report_id, job_id, number, kind, report) in enumerate(accepted):
+    ends: list[tuple[Any, Any, AttemptEnd, Mapping[str, Any] | None]] = []
+    for report_id, job_id, number, kind, report in accepted:
         if kind != "finished":
             continue
         if (job_id, number) in ended:  # one end per attempt: a second one changes nothing
@@ -333,21 +518,9 @@ def apply_reports(
             continue
         ended.add((job_id, number))
         job, attempt = held[(job_id, number)]
-        started = attempt.payload_started or any(
-            k == "payload_started" and (j, n) == (job_id, number)
-            for _, j, n, k, _ in accepted[:index]
-        )
-        end_attempt(
-            conn,
-            job,
-            attempt,
-            _end_of(report, started),
-            source=source,
-            caps=caps,
-            effects=effects,
-            usage=report,
-            now=now,
-        )
+        started = attempt.payload_started or (job_id, number) in payload
+        ends.append((job, attempt, _end_of(report, started), report))
+    end_attempts(conn, ends, source=source, caps=caps, effects=effects, now=now)
     if records:
         conn.execute(pilot_reports.insert(), records)
     refresh_parents(conn, effects, source=source)
@@ -456,5 +629,6 @@ __all__ = [
     "apply_reports",
     "check_current",
     "end_attempt",
+    "end_attempts",
     "is_current",
 ]

@@ -82,6 +82,8 @@ class WorkRequest:
     time_left_s: float | None = None
     max_jobs: int = 1
     ad_update: Mapping[str, Any] = field(default_factory=dict)
+    #: Jobs the pilot queues beyond its free slots, to start as slots free (short jobs).
+    prefetch: int = 0
 
 
 def representative_job_ad(jdl: str, requirements: str, rank: str) -> str:
@@ -116,7 +118,7 @@ class Dispatcher:
         db: Database,
         *,
         fair_share: FairShare | None = None,
-        max_jobs_per_request: int = 16,
+        max_jobs_per_request: int = 64,
         notifier: Notifier | None = None,
     ) -> None:
         self.db = db
@@ -245,7 +247,10 @@ class Dispatcher:
         """Claim the best matching jobs for this pilot and return their job specs (possibly
         none). Raises ``PilotGone`` when the pilot is unknown, declared dead or deregistered."""
         max_jobs = min(request.max_jobs, self.max_jobs_per_request)
-        if max_jobs <= 0 or request.free_cores <= 0:
+        if request.free_cores <= 0:
+            max_jobs = 0
+        prefetch = min(max(0, request.prefetch), self.max_jobs_per_request - max(0, max_jobs))
+        if max_jobs <= 0 and prefetch <= 0:
             self._check_pilot(pilot_id)
             return []
         with self.lock:
@@ -264,8 +269,11 @@ class Dispatcher:
                 time_left_s=request.time_left_s,
                 idle=not running,
             )
+            queued = _queue_offer(ad, request.time_left_s)
             for _ in range(2):
-                picks = self.index.match(ad, offer, max_jobs)
+                picks = self.index.match(ad, offer, max_jobs) if max_jobs > 0 else []
+                if prefetch > 0 and queued is not None:
+                    picks += self._queue_picks(ad, queued, prefetch)
                 if not picks:
                     with self.db.read() as conn:
                         self._check_state(conn, pilot_id)
@@ -286,6 +294,19 @@ class Dispatcher:
                     return specs
             return []
 
+    def _queue_picks(self, ad: ClassAd, load: SlotOffer, n: int) -> list[int]:
+        """Up to ``n`` task-queue picks for a pilot's prefetch queue, one slot-load (``load``,
+        see :func:`_queue_offer`) at a time: each queued job fits the empty slot, and they
+        start one load after another. The index counts nothing between loads, so a queue may
+        be picked beyond its waiting jobs; the claim then takes what is there and recounts."""
+        picks: list[int] = []
+        while len(picks) < n:
+            more = self.index.match(ad, load, n - len(picks))
+            if not more:
+                break
+            picks += more
+        return picks
+
     def _check_pilot(self, pilot_id: int) -> None:
         with self.db.read() as conn:
             self._check_state(conn, pilot_id)
@@ -295,6 +316,22 @@ class Dispatcher:
         state = conn.execute(select(pilots.c.state).where(pilots.c.id == pilot_id)).scalar()
         if state is None or state in ("lost", "gone"):
             raise PilotGone(pilot_id)
+
+
+def _queue_offer(ad: ClassAd, time_left_s: float | None) -> SlotOffer | None:
+    """One load of a pilot's prefetch queue: jobs that fit its whole slot (the registered
+    ``Cpus`` and ``Memory``) together, never a whole-node job (that needs an empty pilot when
+    it is matched). None when the ad does not say how big the slot is."""
+    cores = ad.evaluate("Cpus") if "Cpus" in ad else None
+    memory = ad.evaluate("Memory") if "Memory" in ad else None
+    if not isinstance(cores, int) or isinstance(cores, bool) or cores <= 0:
+        return None
+    return SlotOffer(
+        free_cores=cores,
+        free_memory_mb=memory if isinstance(memory, int) and not isinstance(memory, bool) else None,
+        time_left_s=time_left_s,
+        idle=False,
+    )
 
 
 @dataclass(frozen=True)
