@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 
-from pilotwms import __version__
 from pilotwms.client.api import (
     FileMap,
     JDLInput,
@@ -28,6 +27,7 @@ from pilotwms.client.api import (
     job_filter_params,
     job_id_of,
     located,
+    session_headers,
 )
 from pilotwms.client.config import DEFAULT_TIMEOUT_S, ClientConfig
 from pilotwms.client.errors import (
@@ -169,10 +169,7 @@ class AsyncClient:
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(
             base_url=self.url,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"pilotwms-client/{__version__}",
-            },
+            headers=session_headers(token),
             verify=verify,
             timeout=timeout,
             transport=transport,

@@ -60,10 +60,7 @@ class Client:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"pilotwms-client/{__version__}",
-            },
+            headers=session_headers(token),
             verify=verify,
             timeout=timeout,
             transport=transport,
@@ -340,6 +337,11 @@ class Client:
         params = {"constraint": constraint} if constraint else None
         data = self.get_json("/api/v1/resources", params=params)
         return [r for r in data.get("resources") or [] if isinstance(r, dict)]
+
+
+def session_headers(token: str) -> dict[str, str]:
+    """The headers of every request: the bearer token and who is asking (for server logs)."""
+    return {"Authorization": f"Bearer {token}", "User-Agent": f"pilotwms-client/{__version__}"}
 
 
 def job_filter_params(
