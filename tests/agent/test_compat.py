@@ -75,7 +75,7 @@ def test_zipapp_is_reproducible_and_self_contained(tmp_path: Path) -> None:
 def test_zipapp_runs_on_python_39(tmp_path: Path) -> None:
     interpreter = python39()
     if interpreter is None:
-        pytest.skip("no Python 3.9 interpreter (python3.9 on PATH or pyenv 3.9.18) to run on")
+        pytest.skip(reason="no Python 3.9 interpreter (python3.9 on PATH or pyenv 3.9.18)")
     app = tmp_path / "agent.pyz"
     build_zipapp(app)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
