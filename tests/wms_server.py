@@ -33,10 +33,8 @@ class ThrowawayDatabase:
 def postgres_base_url() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
-        pytest.skip(
-            reason=f"{POSTGRES_ENV} is not set: PostgreSQL tests need the server 'make test' "
-            "starts (as root)"
-        )
+        why = f"{POSTGRES_ENV} is not set: PostgreSQL tests need the server 'make test' starts"
+        pytest.skip(reason=why + " (as root)")
     return url
 
 
