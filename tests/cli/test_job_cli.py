@@ -328,17 +328,24 @@ def test_list_match_shows_matches_and_failing_clauses(
 
 
 def test_pilots_lists_registered_pilots(cli_server: RunningServer, env: dict[str, str]) -> None:
+    from pilotwms.agent import AGENT_VERSION
+
     pilot = cli_server.client(cli_server.token(cli_server.add_user(), "pilot"))
     reply = pilot.post(
         "/api/v1/pilot/register",
-        json={"ad": {"Cpus": 1}, "agent_version": "test", "queue": "cli-q", "batch_id": "b7"},
+        json={
+            "ad": {"Cpus": 1},
+            "agent_version": AGENT_VERSION,
+            "queue": "cli-q",
+            "batch_id": "b7",
+        },
     )
     assert reply.status_code == 200, reply.text
     pilot_id = str(reply.json()["pilot_id"])
     data = json.loads(run(env, "pilots", "--json").stdout)
     assert pilot_id in [p["id"] for p in data["pilots"]]
-    text = run(env, "pilots", "--state", "running")
-    assert text.exit_code == 0 and "cli-q" in text.stdout
+    text = run(env, "pilots", "--state", "idle")  # registered, running no job
+    assert text.exit_code == 0 and "cli-q" in text.stdout and AGENT_VERSION in text.stdout
 
 
 #: Short protocol timings (as the end-to-end tests use) so that the agent polls often.

@@ -7,6 +7,7 @@ import pytest
 from pilotwms.core.states import (
     ACTIVE,
     FINISHED,
+    RESUBMIT_EVENT,
     TERMINAL,
     TRANSITIONS,
     WAITING_LIKE,
@@ -68,10 +69,17 @@ def test_forbidden_transition_has_no_event_and_a_cause(from_: JobState, to: JobS
     assert why_illegal(from_, to)
 
 
-def test_terminal_states_have_no_way_out_except_purge() -> None:
-    for (from_, to), _event in TRANSITIONS.items():
+def test_terminal_states_have_no_way_out_except_purge_and_resubmission() -> None:
+    for (from_, to), event in TRANSITIONS.items():
         if from_ in TERMINAL:
-            assert to == S.PURGED and from_ != S.PURGED
+            assert from_ != S.PURGED
+            assert to == S.PURGED or (to == S.SUBMITTED and event == RESUBMIT_EVENT)
+
+
+def test_only_the_user_resubmission_leaves_a_finished_state_for_submitted() -> None:
+    into_submitted = {f for (f, t) in TRANSITIONS if t == S.SUBMITTED}
+    assert into_submitted == {S.DONE, S.ABORTED, S.CANCELLED, S.CLEARED}
+    assert {transition_event(f, S.SUBMITTED) for f in into_submitted} == {RESUBMIT_EVENT}
 
 
 def test_named_sets_partition_the_states() -> None:

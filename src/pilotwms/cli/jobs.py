@@ -1,5 +1,6 @@
 """The user verbs for jobs: ``submit``, ``status``, ``wait``, ``output``, ``cancel``,
-``logging-info`` and ``peek`` (gLite's glite-wms-job-* commands, DIRAC's dirac-wms-job-*).
+``resubmit``, ``logging-info`` and ``peek`` (gLite's glite-wms-job-* commands, DIRAC's
+dirac-wms-job-*).
 
 They speak only HTTP, through :mod:`pilotwms.client`. Every read verb has ``--json`` (one JSON
 document on stdout, the server's own fields); errors are one message on stderr. Exit codes:
@@ -8,8 +9,8 @@ document on stdout, the server's own fields); errors are one message on stderr. 
 - 1: a job ended unsuccessfully (``wait``), or the user declined a confirmation;
 - 2: usage error (bad option, unreadable file, client not configured, no terminal to confirm);
 - 3: the request was refused, by the server or locally (invalid JDL shown with
-  file:line:column and a caret, cancel of a finished job, output of an unfinished job, output
-  that would overwrite files);
+  file:line:column and a caret, cancel of a finished job, resubmit of an unfinished or
+  successful job, output of an unfinished job, output that would overwrite files);
 - 4: no such job (or not yours);
 - 5: authentication or authorisation failed;
 - 6: the server is unreachable or unavailable;
@@ -343,6 +344,8 @@ def _print_statuses(statuses: list[JobStatus], verbosity: int, jdls: dict[int, s
         if s.children is not None and verbosity >= 1:
             out.print()
             out.print(f"[bold]{s.kind} job {s.id}[/bold]: {render.counts_line(s.children)}")
+            if s.kind == "dag" and s.nodes and verbosity >= 2:
+                out.print(f"dependencies: {render.dag_summary(s)}")
             if s.nodes:
                 out.print(render.nodes_table(s, dependencies=verbosity >= 2))
         if s.id in jdls:
@@ -428,6 +431,56 @@ def cancel(
         report(problem)
     if errors:
         raise typer.Exit(max(exit_code_of(e) for e in errors))
+
+
+# -- resubmit ----------------------------------------------------------------------------
+
+
+def resubmit(
+    ids: list[int] = IDS,
+    input_file: Path | None = INPUT,
+    as_json: bool = JSON,
+) -> None:
+    """Run again what failed in finished jobs (a rescue): the nodes of a DAG, collection or
+    parametric job that did not end DONE with exit code 0, and a DAG's descendants of them;
+    nodes that succeeded are kept. A failed normal job runs again as a whole."""
+    wanted = _ids_or_usage(ids, input_file)
+    results: list[dict[str, Any]] = []
+    errors: list[ClientError] = []
+    out = render.console()
+    with reported(), make_client() as client:
+        for i in wanted:
+            try:
+                r = client.resubmit(i)
+            except ClientError as exc:
+                if isinstance(exc, ServerUnavailable):
+                    raise
+                errors.append(exc)
+                continue
+            results.append(r)
+            if not as_json:
+                out.print(_resubmitted_line(i, r))
+    if as_json:
+        render.print_json({"jobs": results})
+    for problem in errors:
+        report(problem)
+    if errors:
+        raise typer.Exit(max(exit_code_of(e) for e in errors))
+
+
+def _resubmitted_line(job_id: int, result: dict[str, Any]) -> str:
+    again = [int(x) for x in result.get("resubmitted") or []]
+    released = len(result.get("released") or [])
+    kept = int(result.get("kept") or 0)
+    if again == [job_id]:
+        return f"job {job_id}: resubmitted"
+    shown = ", ".join(str(x) for x in again[:20]) + (" ..." if len(again) > 20 else "")
+    held = len(again) - released
+    later = f", {held} waiting for parents or max_nodes_running" if held else ""
+    return (
+        f"job {job_id}: resubmitted {len(again)} node(s) ({shown}): {released} eligible now"
+        f"{later}; {kept} kept"
+    )
 
 
 def _count(ids: list[int], job_id: int) -> str:
@@ -530,6 +583,7 @@ def register(app: typer.Typer) -> None:
     app.command("wait")(wait)
     app.command("output")(output)
     app.command("cancel")(cancel)
+    app.command("resubmit")(resubmit)
     app.command("logging-info")(logging_info)
     app.command("peek")(peek)
     # gLite's verbs without the glite-wms- prefix, for fingers that remember them.
@@ -550,6 +604,7 @@ __all__ = [
     "output",
     "peek",
     "register",
+    "resubmit",
     "status",
     "submit",
     "wait",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -121,21 +122,81 @@ def jobs_table(statuses: Sequence[JobStatus], verbosity: int) -> Table:
     return table
 
 
+def dag_levels(node_ids: Iterable[int], edges: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Each node's level: 0 for a node without parents, else one more than its deepest parent
+    (the longest path from a root). Nodes on a cycle, which the server never accepts, get
+    no level."""
+    ids = list(node_ids)
+    children: dict[int, list[int]] = {i: [] for i in ids}
+    waiting: dict[int, int] = dict.fromkeys(ids, 0)
+    for parent, child in edges:
+        children.setdefault(parent, []).append(child)
+        waiting[child] = waiting.get(child, 0) + 1
+    level = {i: 0 for i, n in waiting.items() if n == 0}
+    ready = list(level)
+    while ready:
+        node = ready.pop()
+        for child in children.get(node, ()):
+            level[child] = max(level.get(child, 0), level[node] + 1)
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                ready.append(child)
+    return {i: lv for i, lv in level.items() if waiting.get(i, 0) == 0}
+
+
+def name_list(names: Sequence[str], limit: int = 4) -> str:
+    """``A, B, C, D +12``: the first ``limit`` names (in natural order: n2 before n10) and how
+    many more, so that a node of a wide fan-in or fan-out stays one line."""
+    ordered = sorted(names, key=_natural)
+    if not ordered:
+        return "-"
+    shown = ", ".join(ordered[:limit])
+    return shown if len(ordered) <= limit else f"{shown} +{len(ordered) - limit}"
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def dag_summary(status: JobStatus) -> str:
+    """``2,950 edges, 21 levels; roots: A; leaves: Z1, Z2 +18`` for a DAG's status."""
+    names = {n.id: n.name or str(n.id) for n in status.nodes}
+    levels = dag_levels(names, status.edges)
+    has_parent = {c for _, c in status.edges}
+    has_child = {p for p, _ in status.edges}
+    roots = [names[i] for i in names if i not in has_parent]
+    leaves = [names[i] for i in names if i not in has_child]
+    depth = max(levels.values(), default=-1) + 1
+    return (
+        f"{len(status.edges):,} edges, {depth} level{'s' if depth != 1 else ''}; "
+        f"roots: {escape(name_list(roots))}; leaves: {escape(name_list(leaves))}"
+    )
+
+
 def nodes_table(status: JobStatus, *, dependencies: bool = True) -> Table:
-    """The nodes of a compound job; a DAG's with the nodes each one waits for."""
+    """The nodes of a compound job; with ``dependencies``, a DAG's in level order with the
+    nodes each one waits for (PARENTS, last) and the nodes waiting for it (CHILDREN)."""
     names = {n.id: n.name or str(n.id) for n in status.nodes}
     parents: dict[int, list[str]] = {}
+    children: dict[int, list[str]] = {}
     for parent, child in status.edges:
         parents.setdefault(child, []).append(names.get(parent, str(parent)))
+        children.setdefault(parent, []).append(names.get(child, str(child)))
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("NODE")
     table.add_column("ID", justify="right")
     table.add_column("STATUS")
     table.add_column("EXIT", justify="right")
     dag = dependencies and status.kind == "dag"
+    nodes = list(status.nodes)
+    levels: dict[int, int] = {}
     if dag:
-        table.add_column("AFTER")
-    for n in status.nodes:
+        table.add_column("LEVEL", justify="right")
+        table.add_column("CHILDREN")
+        table.add_column("PARENTS")
+        levels = dag_levels(names, status.edges)
+        nodes.sort(key=lambda n: (levels.get(n.id, len(nodes)), n.id))
+    for n in nodes:
         row = [
             escape(n.name or "-"),
             str(n.id),
@@ -143,7 +204,12 @@ def nodes_table(status: JobStatus, *, dependencies: bool = True) -> Table:
             "-" if n.exit_code is None else str(n.exit_code),
         ]
         if dag:
-            row.append(escape(", ".join(sorted(parents.get(n.id, []))) or "-"))
+            level = levels.get(n.id)
+            row += [
+                "-" if level is None else str(level),
+                escape(name_list(children.get(n.id, []))),
+                escape(name_list(parents.get(n.id, []))),
+            ]
         table.add_row(*row)
     return table
 
@@ -171,6 +237,16 @@ def events_table(events: Iterable[JobEvent], verbosity: int) -> Table:
     return table
 
 
+_PILOT_STYLES = {
+    "running": "green",
+    "idle": "cyan",
+    "draining": "yellow",
+    "failed": "red",
+    "submitted": "blue",
+    "queued": "blue",
+}
+
+
 def pilots_table(pilots: Sequence[Pilot]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for name, justify in (
@@ -185,7 +261,7 @@ def pilots_table(pilots: Sequence[Pilot]) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for p in pilots:
-        style = {"running": "green", "draining": "yellow", "lost": "red"}.get(p.state, "dim")
+        style = _PILOT_STYLES.get(p.state, "dim")
         table.add_row(
             escape(p.id),
             f"[{style}]{escape(p.state)}[/{style}]",

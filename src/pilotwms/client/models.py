@@ -297,7 +297,11 @@ class StdoutTail:
 
 @dataclass(frozen=True)
 class Pilot:
-    """A pilot as ``GET /api/v1/pilots`` lists it."""
+    """A pilot as ``GET /api/v1/pilots`` lists it.
+
+    ``state``: submitted, queued, running, idle, draining, finished or failed; ``reason`` says
+    why it ended (or why it drains); ``logs`` names the streams of its own log stored.
+    """
 
     id: str
     state: str
@@ -310,6 +314,19 @@ class Pilot:
     jobs_run: int
     running_jobs: int
     raw: Mapping[str, Any] = field(repr=False)
+    backend: str | None = None
+    reason: str | None = None
+    submitted_at: datetime | None = None
+    ended_at: datetime | None = None
+    logs: tuple[str, ...] = ()
+
+    @property
+    def batch_id(self) -> str | None:
+        return self.batch_job_id
+
+    @property
+    def has_log(self) -> bool:
+        return bool(self.logs)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pilot:
@@ -318,13 +335,18 @@ class Pilot:
             state=str(data.get("state")),
             queue=_str(data.get("queue")),
             site=_str(data.get("site")),
-            batch_job_id=_str(data.get("batch_job_id")),
+            batch_job_id=_str(data.get("batch_id") or data.get("batch_job_id")),
             version=_str(data.get("version")),
             registered_at=parse_time(data.get("registered_at")),
             last_heartbeat_at=parse_time(data.get("last_heartbeat_at")),
             jobs_run=_int(data.get("jobs_run")) or 0,
             running_jobs=_int(data.get("running_jobs")) or 0,
             raw=dict(data),
+            backend=_str(data.get("backend")),
+            reason=_str(data.get("reason")),
+            submitted_at=parse_time(data.get("submitted_at")),
+            ended_at=parse_time(data.get("ended_at")),
+            logs=tuple(str(x) for x in data.get("logs") or () if isinstance(x, str)),
         )
 
 

@@ -54,7 +54,8 @@ class JobKind(StrEnum):
 
 S = JobState
 
-#: LB's terminal states: later events no longer change them.
+#: LB's terminal states: later events no longer change them (except the user's explicit
+#: resubmission of a failed job or node, ``RESUBMIT_EVENT``; nothing automatic leaves them).
 TERMINAL: frozenset[JobState] = frozenset({S.ABORTED, S.CANCELLED, S.CLEARED, S.PURGED})
 #: States in which a job will never run again (its output, if any, is available).
 FINISHED: frozenset[JobState] = TERMINAL | {S.DONE}
@@ -62,6 +63,11 @@ FINISHED: frozenset[JobState] = TERMINAL | {S.DONE}
 ACTIVE: frozenset[JobState] = frozenset({S.READY, S.SCHEDULED, S.RUNNING})
 #: Not yet handed out: a cancel takes effect at once, expiry applies.
 WAITING_LIKE: frozenset[JobState] = frozenset({S.SUBMITTED, S.WAITING})
+#: Released nodes of a compound job: what its ``max_nodes_running`` limits. WAITING counts
+#: (as DAGMan's ``-maxjobs`` counts idle jobs in the queue): a node released to WAITING can be
+#: handed to a pilot at any moment, so only counting it keeps the limit without the dispatcher
+#: knowing about it. Nodes held back by the limit stay SUBMITTED.
+IN_FLIGHT: frozenset[JobState] = frozenset({S.WAITING}) | ACTIVE
 #: States from which a job may be purged (its records and sandboxes released).
 PURGEABLE: frozenset[JobState] = frozenset({S.DONE, S.ABORTED, S.CANCELLED, S.CLEARED})
 
@@ -69,6 +75,8 @@ PURGEABLE: frozenset[JobState] = frozenset({S.DONE, S.ABORTED, S.CANCELLED, S.CL
 REGISTER_EVENT = "RegJob"
 #: The event recorded when a compound job's derived state changes.
 COLLECTION_EVENT = "CollectionState"
+#: The event of a failed or cancelled job (or node) that the user resubmitted (rescue).
+RESUBMIT_EVENT = "UserResubmission"
 
 _T: dict[tuple[JobState, JobState], str] = {
     # Accepted by the server: eligible for matching (DAG nodes wait in SUBMITTED for parents).
@@ -108,6 +116,13 @@ _T: dict[tuple[JobState, JobState], str] = {
     (S.ABORTED, S.PURGED): "Purge",
     (S.CANCELLED, S.PURGED): "Purge",
     (S.CLEARED, S.PURGED): "Purge",
+    # Rescue: the user resubmits a job, or the nodes of a compound job, that did not end DONE
+    # with exit code 0 (CLEARED: a failed job whose output was retrieved). The job keeps its
+    # id and history and waits again in SUBMITTED; release makes it WAITING ("Accepted").
+    (S.DONE, S.SUBMITTED): RESUBMIT_EVENT,
+    (S.ABORTED, S.SUBMITTED): RESUBMIT_EVENT,
+    (S.CANCELLED, S.SUBMITTED): RESUBMIT_EVENT,
+    (S.CLEARED, S.SUBMITTED): RESUBMIT_EVENT,
 }
 
 #: The transition table: ``(from, to) -> event name``.
@@ -126,7 +141,10 @@ def why_illegal(from_: JobState, to: JobState) -> str:
     if from_ in TERMINAL:
         return f"{from_} is terminal"
     if from_ == S.DONE:
-        return "the job has finished; only clearing its output or purging it is possible"
+        return (
+            "the job has finished; only clearing its output, purging it or resubmitting it "
+            "(when it failed) is possible"
+        )
     allowed = sorted(t for (f, t) in _T if f == from_)
     return f"from {from_} a job can only go to {', '.join(allowed)}"
 
@@ -176,8 +194,10 @@ __all__ = [
     "ACTIVE",
     "COLLECTION_EVENT",
     "FINISHED",
+    "IN_FLIGHT",
     "PURGEABLE",
     "REGISTER_EVENT",
+    "RESUBMIT_EVENT",
     "TERMINAL",
     "TRANSITIONS",
     "WAITING_LIKE",

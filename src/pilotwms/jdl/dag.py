@@ -120,7 +120,10 @@ def parse_dependencies(text: str) -> list[tuple[str, str]]:
     if any(isinstance(i, str) for i in parsed):
         # A single pair written without the outer braces: {a, b}, {a, {b, c}}, {{a, b}, c}.
         pairs = [parsed]
+    # The list keeps declaration order (error messages, cycle paths); the set keeps the
+    # duplicate check linear for DAGs with thousands of edges.
     edges: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
     for pair in pairs:
         if isinstance(pair, list) and not pair:
             continue
@@ -129,7 +132,8 @@ def parse_dependencies(text: str) -> list[tuple[str, str]]:
         for parent in _side(pair[0]):
             for child in _side(pair[1]):
                 edge = (parent, child)
-                if edge not in edges:
+                if edge not in seen:
+                    seen.add(edge)
                     edges.append(edge)
     return edges
 
@@ -194,6 +198,7 @@ def structure(ad: ClassAd) -> DagStructure:
     names = node_names(nodes)
     known = {n.lower(): n for n in names}
     edges: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
     for holder, key in _dependency_sources(ad, nodes):
         line, column = position(holder, key)
         expr = holder.get(key)
@@ -212,7 +217,8 @@ def structure(ad: ClassAd) -> DagStructure:
                         column,
                     )
             edge = (known[parent.lower()], known[child.lower()])
-            if edge not in edges:
+            if edge not in seen:
+                seen.add(edge)
                 edges.append(edge)
     cycle = find_cycle(names, edges)
     if cycle:

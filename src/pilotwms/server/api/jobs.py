@@ -1,4 +1,4 @@
-"""Job routes: submit (single and bulk), status, list, events, cancel, JDL."""
+"""Job routes: submit (single and bulk), status, list, events, cancel, resubmit, JDL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pilotwms.core.errors import BadRequest, TooLarge
 from pilotwms.core.states import JobState
 from pilotwms.server.api.policy import UserPrincipal
 from pilotwms.server.api.services import Services, get_services
-from pilotwms.server.logic import bookkeeping, cancellation
+from pilotwms.server.logic import bookkeeping, cancellation, rescue
 from pilotwms.server.logic.accounts import Principal
 from pilotwms.server.logic.sandboxes import check_references, store_uploads
 from pilotwms.server.logic.submission import Plan, persist, plan
@@ -238,11 +238,28 @@ def cancel_job(job_id: int, principal: UserPrincipal, services: ServicesDep) -> 
     with services.db.write() as conn:
         result = cancellation.cancel_job(conn, job_id, principal, services.shared_groups)
         queues = (
-            services.dispatcher.queues_of(conn, result["cancelled"])
+            services.dispatcher.queues_of(conn, result["cancelled"] + result.get("released", []))
             if services.dispatcher is not None
             else []
         )
     services.jobs_changed(set(queues))
+    return result
+
+
+@router.post("/{job_id}/resubmit")
+def resubmit_job(job_id: int, principal: UserPrincipal, services: ServicesDep) -> dict[str, Any]:
+    """Run again what failed in a finished job (HTCondor's rescue DAG): every node of a DAG,
+    collection or parametric job that did not end DONE with exit code 0, DAG descendants
+    included, or a failed normal job. Kept nodes keep their output; re-run ones keep their id
+    and history. ``resubmitted``: the ids that run again, ``released``: those already WAITING
+    (the others wait for their parents or for ``max_nodes_running``), ``kept``: nodes left as
+    they were. 409 when the job is unfinished, succeeded, purged or a node."""
+    period = services.submit_options.expiry_period
+    with services.db.write() as conn:
+        result = rescue.resubmit_job(
+            conn, job_id, principal, services.shared_groups, expiry_period=period
+        )
+    services.jobs_changed(set(result.pop("tq_ids")))
     return result
 
 

@@ -4,7 +4,8 @@ A job no pilot holds yet (SUBMITTED, WAITING) is CANCELLED at once. A job a pilo
 SCHEDULED, RUNNING) keeps its state, is marked ``cancel_requested`` and gets a ``cancel`` row in
 ``job_commands``: the pilot protocol delivers it with the pilot's next heartbeat, the pilot kills
 the process group and reports the job CANCELLED (and a requeue of a job marked so cancels it
-instead). Finished nodes are left as they are.
+instead). Finished nodes are left as they are. A single DAG node cancelled by its own id
+aborts its descendants, as any failed node does (``dag_release``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pilotwms.core.errors import IllegalTransition
 from pilotwms.core.states import ACTIVE, FINISHED, WAITING_LIKE, JobKind, JobState
 from pilotwms.server.db import job_commands, jobs, utcnow
 from pilotwms.server.logic.accounts import Principal
+from pilotwms.server.logic.dag_release import abort_descendants, release_ready
 from pilotwms.server.logic.lifecycle import apply_transitions, record_event
 from pilotwms.server.logic.visibility import load_job
 
@@ -28,7 +30,8 @@ CANCEL_REQUEST_EVENT = "CancelRequest"
 def cancel_job(
     conn: Connection, job_id: int, principal: Principal, shared_groups: Collection[str]
 ) -> dict[str, Any]:
-    """Cancel ``job_id``; returns the ids cancelled at once and those whose pilot must kill them.
+    """Cancel ``job_id``; returns the ids cancelled at once and those whose pilot must kill them
+    (and ``released``: DAG nodes a freed ``max_nodes_running`` slot made WAITING).
 
     Raises ``IllegalTransition`` when nothing is left to cancel (the job already finished).
     """
@@ -53,11 +56,17 @@ def cancel_job(
             f"the job is already {state}" if row.kind == JobKind.JOB else "every node has finished"
         )
         raise IllegalTransition(job_id, state, JobState.CANCELLED, cause)
+    released: list[int] = []
     immediate = [i for i, state, _ in targets if state in WAITING_LIKE]
     held = [(i, attempt) for i, state, attempt in targets if state in ACTIVE]
     cancelled = apply_transitions(
         conn, immediate, JobState.CANCELLED, source=principal.source, reason=CANCEL_REASON, now=now
     )
+    if row.kind == JobKind.JOB and row.parent_id is not None and cancelled:
+        # One DAG node cancelled by its own id: its descendants can no longer run, and a slot
+        # of the job's max_nodes_running is free (a held node's end does this on its report).
+        abort_descendants(conn, row.id, now=now)
+        released = release_ready(conn, row.parent_id, now=now)
     requested = [i for i, _ in held]
     if held:
         fresh = {
@@ -90,4 +99,7 @@ def cancel_job(
                 reason="the pilot will kill the job",
                 now=now,
             )
-    return {"id": job_id, "cancelled": cancelled, "cancel_requested": requested}
+    result: dict[str, Any] = {"id": job_id, "cancelled": cancelled, "cancel_requested": requested}
+    if released:
+        result["released"] = released
+    return result

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete, select, text, union
 from pilotwms.core.errors import IllegalTransition, JobNotFound
 from pilotwms.core.states import FINISHED, PURGEABLE, JobState
 from pilotwms.server.blobstore import BlobStore, collect_garbage
-from pilotwms.server.db import job_commands, job_inputs, job_outputs, jobs, utcnow
+from pilotwms.server.db import agent_releases, job_commands, job_inputs, job_outputs, jobs, utcnow
 from pilotwms.server.logic.lifecycle import apply_transitions
 
 PURGE_REASON = "purged by an administrator"
@@ -83,10 +83,12 @@ def purge_jobs(
 
 
 def referenced_digests(conn: Connection) -> set[str]:
-    """Every blob digest a job still refers to (inputs and outputs)."""
+    """Every blob digest a job still refers to (inputs and outputs), and the agent zipapps
+    installed (``agent_releases``: a replica or a restart may serve any of them)."""
     stmt = union(
         select(job_inputs.c.digest).where(job_inputs.c.digest.is_not(None)),
         select(job_outputs.c.digest),
+        select(agent_releases.c.digest),
     )
     return {d for (d,) in conn.execute(stmt)}
 

@@ -240,6 +240,7 @@ def plan(
     }
     node_rows: list[dict[str, Any]] = []
     has_parents = [bool(n.parents) for n in nodes]
+    released = 0
     tq_of: dict[int, str] = {}
     for i, node in enumerate(nodes):
         d = derived_rows[i]
@@ -249,7 +250,13 @@ def plan(
         if tq not in result.tq_rows:
             result.tq_rows[tq] = _task_queue_row(tq, group, d, now)
         result.tq_keys.append(tq)
-        state = JobState.SUBMITTED if has_parents[i] else JobState.WAITING
+        # Nodes without parents are eligible at once, within max_nodes_running (the rest are
+        # held SUBMITTED and released as nodes end: dag_release).
+        eligible = not has_parents[i] and (
+            expansion.max_nodes_running is None or released < expansion.max_nodes_running
+        )
+        released += eligible
+        state = JobState.WAITING if eligible else JobState.SUBMITTED
         node_rows.append(
             {
                 **base,
