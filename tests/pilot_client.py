@@ -43,13 +43,32 @@ def tagged_jdl(tag: str, body: str = 'Executable = "/bin/true";') -> str:
 class ProtocolPilot:
     """One registered pilot speaking the protocol over httpx."""
 
-    def __init__(self, server: RunningServer, token: str, *, tag: str, **ad: Any) -> None:
+    def __init__(
+        self,
+        server: RunningServer,
+        token: str,
+        *,
+        tag: str,
+        version: str | None = None,
+        queue: str = "q",
+        batch_id: str = "b1",
+        **ad: Any,
+    ) -> None:
+        from pilotwms.agent import AGENT_VERSION
+
         self.client = server.client(token)
         self.tag = tag
         self.ad = {**PRODUCTION_AD, "TestTag": tag, **ad}
+        # The server drains pilots of another agent version than the one it serves.
+        self.version = version or AGENT_VERSION
         reply = self.client.post(
             "/api/v1/pilot/register",
-            json={"ad": self.ad, "agent_version": "test", "queue": "q", "batch_id": "b1"},
+            json={
+                "ad": self.ad,
+                "agent_version": self.version,
+                "queue": queue,
+                "batch_id": batch_id,
+            },
         )
         assert reply.status_code == 200, reply.text
         self.registration = reply.json()

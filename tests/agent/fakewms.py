@@ -7,9 +7,11 @@ same document in its own suite.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -38,6 +40,9 @@ class FakeWMS:
         self.auth_headers: list[str | None] = []
         self.settings = {"heartbeat_interval_s": 0.3, "lease_timeout_s": 5, "poll_wait_s": 0.3}
         self._server: http.server.ThreadingHTTPServer | None = None
+        #: Open client connections (the agent keeps them alive), closed by :meth:`stop`.
+        self.connections: set[socket.socket] = set()
+        self.connections_opened = 0
         self._next_pilot = 0
 
     # -- lifecycle of the HTTP server --------------------------------------------------------
@@ -62,10 +67,16 @@ class FakeWMS:
         return self._server.server_address[1]
 
     def stop(self) -> None:
+        """Stop listening and drop the open connections, as a server that goes away does."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            connections, self.connections = set(self.connections), set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     # -- helpers for tests --------------------------------------------------------------------
 
@@ -171,6 +182,17 @@ def _make_handler(wms: FakeWMS) -> type:
 
         def log_message(self, format: str, *args: Any) -> None:
             return
+
+        def setup(self) -> None:
+            super().setup()
+            with wms.lock:
+                wms.connections.add(self.connection)
+                wms.connections_opened += 1
+
+        def finish(self) -> None:
+            with wms.lock:
+                wms.connections.discard(self.connection)
+            super().finish()
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

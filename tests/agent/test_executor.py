@@ -286,3 +286,27 @@ def test_a_missing_epilogue_fails_the_job_but_keeps_its_outputs(kit: JobKit) -> 
     assert result.status == executor.FAILED
     assert result.reason.startswith("epilogue:")
     assert ("job1", 1, "out.txt") in kit.sink.files
+
+
+def test_an_empty_work_directory_is_handed_on_and_a_used_one_removed(tmp_path: Path) -> None:
+    dirs = executor.WorkDirs(tmp_path / "jobs")
+    first = tmp_path / "jobs" / "1.1"
+    dirs.make(first)
+    dirs.done(first)  # left empty: kept aside for the next job
+    assert not first.exists() and len(list(dirs.spare.iterdir())) == 1
+    second = tmp_path / "jobs" / "2.1"
+    dirs.make(second)
+    assert second.is_dir() and not any(second.iterdir())
+    assert not any(dirs.spare.iterdir())
+    (second / "output.txt").write_text("left behind")
+    dirs.done(second)  # not empty: removed, never handed on
+    assert not second.exists() and not any(dirs.spare.iterdir())
+    third = tmp_path / "jobs" / "3.1"
+    dirs.make(third)
+    third.chmod(0o500)
+    dirs.done(third)  # permissions changed by the job: removed
+    assert not third.exists() and not any(dirs.spare.iterdir())
+    with pytest.raises(FileExistsError):
+        dirs.make(tmp_path / "jobs")
+    dirs.close()
+    assert not dirs.spare.exists()

@@ -104,3 +104,27 @@ def test_sandbox_urls_never_get_the_pilot_token(wms: FakeWMS, tmp_path: Path) ->
     with pytest.raises(ServerRejected):  # the fake server wants a token; none is sent
         fetch_url(f"{wms.url}/api/v1/sandboxes/{digest}", tmp_path / "f")
     assert wms.auth_headers == [None]
+
+
+def test_requests_share_a_kept_alive_connection_and_reconnect_when_it_was_closed(
+    wms: FakeWMS,
+) -> None:
+    sleeps: list[float] = []
+    client = PilotClient(transport(wms.url, sleeps))
+    client.register({}, "1", "q", "")
+    client.heartbeat("running", [])
+    client.send_reports([])
+    assert wms.connections_opened == 1
+    port = wms.port
+    wms.stop()  # closes the idle connection the client keeps
+    wms.start(port)
+    assert client.heartbeat("running", []) == []
+    assert sleeps == [] and wms.connections_opened == 2
+
+
+def test_a_proxy_in_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", "http://proxy.example.org:3128")
+    monkeypatch.setenv("no_proxy", "")
+    assert Transport("http://wms.example.org", "t").pool is None
+    monkeypatch.setenv("no_proxy", "wms.example.org")
+    assert Transport("http://wms.example.org", "t").pool is not None

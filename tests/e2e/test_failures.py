@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +42,11 @@ def pid_dir(tmp_path: Path) -> Iterator[Path]:
             os.kill(int(file.read_text().strip()), signal.SIGKILL)
 
 
+def events_of(user: httpx.Client, job: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = user.get(f"/api/v1/jobs/{job}/events").json()["events"]
+    return events
+
+
 def pid_of(pid_dir: Path, name: str) -> int | None:
     path = pid_dir / name
     text = path.read_text().strip() if path.exists() else ""
@@ -69,7 +75,14 @@ def test_killed_pilot_job_is_requeued_within_lease_and_its_late_report_is_refuse
     )["id"]
     doomed = start_agent(e2e_server.base_url, pilot_token, site)
     wait_for(lambda: pid_of(pid_dir, "pid.1"), timeout=60, what="the first attempt running")
-    wait_for(lambda: status(user, job)["state"] == "RUNNING", timeout=30, what="RUNNING")
+    # The deep retry below needs the server to know the payload started: the agent reports it
+    # asynchronously, so wait for its ReallyRunning event rather than the RUNNING state (a kill
+    # before that report arrives is, rightly, a shallow retry).
+    wait_for(
+        lambda: any(e["event"] == "ReallyRunning" for e in events_of(user, job)),
+        timeout=30,
+        what="the payload start reported",
+    )
     start_agent(e2e_server.base_url, pilot_token, site)
     doomed.kill()
     killed_at = time.monotonic()
@@ -88,8 +101,7 @@ def test_killed_pilot_job_is_requeued_within_lease_and_its_late_report_is_refuse
     )
     assert late["outcome"] == "stale"
     assert status(user, job)["state"] == "DONE" and status(user, job)["exit_code"] == 0
-    events = user.get(f"/api/v1/jobs/{job}/events").json()["events"]
-    resubmission = next(e for e in events if e["event"] == "Resubmission")
+    resubmission = next(e for e in events_of(user, job) if e["event"] == "Resubmission")
     assert "lost the job" in resubmission["reason"] and "deep" in resubmission["reason"]
 
 

@@ -60,7 +60,7 @@ def test_register_returns_pilot_id_and_timings(server: RunningServer, pilot_toke
     assert reg["poll_wait_s"] == 10.0
     listed = server.user_client().get("/api/v1/pilots").json()["pilots"]
     mine = next(p for p in listed if p["id"] == pilot.pilot_id)
-    assert mine["state"] == "running" and mine["queue"] == "q" and mine["batch_job_id"] == "b1"
+    assert mine["state"] == "idle" and mine["queue"] == "q" and mine["batch_job_id"] == "b1"
     assert mine["ad"]["TestTag"] == pilot.tag
 
 
@@ -241,7 +241,8 @@ def test_lost_lease_requeues_and_the_stale_attempt_is_refused(
     wait_for(lambda: job_state(alice, job)["state"] == "WAITING", timeout=30, what="requeue")
     status = job_state(alice, job)
     assert status["retries_used"] == 1 and status["shallow_retries_used"] == 0
-    # The pilot was declared lost: its routes answer 404 so that it registers again.
+    # The pilot was declared failed (lease expired): its routes answer 404 so that it
+    # registers again.
     assert zombie.client.post(zombie.path("/heartbeat"), json={"jobs": []}).status_code == 404
     fresh = ProtocolPilot(server, pilot_token, tag=tag)
     # The lease task tells the dispatcher right after its commit: poll until it has.
@@ -361,9 +362,9 @@ def test_deregistration_requeues_unreported_attempts(
     reply = pilot.client.request("DELETE", pilot.path(), json={"reason": "idle for 600 s"})
     assert reply.status_code == 200
     assert job_state(alice, job)["state"] == "WAITING"
-    listed = server.user_client().get("/api/v1/pilots", params={"state": "gone"}).json()
-    gone = next(p for p in listed["pilots"] if p["id"] == pilot.pilot_id)
-    assert gone["exit_reason"] == "idle for 600 s"
+    listed = server.user_client().get("/api/v1/pilots", params={"state": "finished"}).json()
+    finished = next(p for p in listed["pilots"] if p["id"] == pilot.pilot_id)
+    assert finished["exit_reason"] == finished["reason"] == "idle for 600 s"
 
 
 def test_agent_zipapp_is_served_with_its_version(

@@ -1,9 +1,12 @@
 """Runs one job attempt in its own work directory, in its own thread.
 
 Steps: stage in, prologue, executable, epilogue, stage out, remove the work directory; each
-process step in its own session and process group (``start_new_session=True``). The thread polls
-its step without blocking (``os.wait4`` with ``WNOHANG``, first every millisecond and backing off
-to 0.2 s, so a ``/bin/true`` job costs milliseconds, not a poll period) and meanwhile enforces:
+process step in its own session and process group (``start_new_session=True``). The thread
+waits for its step without blocking on it: on Linux 5.3 and later it sleeps in ``poll`` on a
+pidfd of the process (so it wakes the moment the process ends, and a ``/bin/true`` job costs
+what spawning it costs) and on a pipe that :meth:`JobRunner.stop` writes to, waking at least
+every 0.2 s; elsewhere it polls ``os.wait4`` with ``WNOHANG``, first every millisecond and
+backing off to 0.2 s. Meanwhile it enforces:
 
 * the wall-clock limit (``max_wall_time_s``, counted from the start of the prologue): SIGTERM to
   the session, SIGKILL after ``cancel_grace``; reported ``killed_walltime``;
@@ -28,7 +31,9 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import re
+import select
 import shutil
 import signal
 import ssl
@@ -128,10 +133,57 @@ class ExecutorContext:
     proc: Path = Path("/proc")
     keep_work_dirs: bool = False
     table: Optional[processes.ProcessTable] = None
+    work_dirs: Optional["WorkDirs"] = None
+    threads: Optional["Threads"] = None
 
     def __post_init__(self) -> None:
         if self.table is None:
             self.table = processes.ProcessTable(self.proc)
+        if self.work_dirs is None:
+            self.work_dirs = WorkDirs(self.jobs_root)
+        if self.threads is None:
+            self.threads = Threads()
+
+
+class Threads:
+    """Daemon threads for jobs (and the pilot's server calls), reused from one task to the next.
+
+    ``Thread.start`` returns only once the new thread has run, which needs the interpreter
+    lock; on a pilot streaming short jobs other threads hold it, so starting a thread per job
+    cost the main loop milliseconds per job, time in which no job was started. A task handed
+    to an idle thread here costs a queue put. Threads are made when none is idle and end when
+    more than ``max_idle`` would wait.
+    """
+
+    def __init__(self, max_idle: int = 32):
+        self.max_idle = max_idle
+        self._tasks: "queue.SimpleQueue[tuple[Callable[[], None], str]]" = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def run(self, task: Callable[[], None], name: str) -> None:
+        """Run ``task`` in a thread (named ``name`` while it runs); returns at once."""
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1  # that thread is taken by this task
+        self._tasks.put((task, name))
+        if spawn:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            task, me.name = self._tasks.get()
+            try:
+                task()
+            except Exception:  # a task must not end the thread that others wait for
+                log.exception("task %s failed", me.name)
+            with self._lock:
+                if self._idle >= self.max_idle:
+                    return
+                self._idle += 1
+            me.name = "idle"
 
 
 def job_environment(
@@ -175,12 +227,139 @@ def resolve_program(path: str, work_dir: Path, env: Mapping[str, str]) -> str:
     return found
 
 
+class WorkDirs:
+    """The work directories of a pilot's jobs, each job in an empty one of its own.
+
+    Creating and removing a directory costs more than spawning ``/bin/true`` (both are
+    journalled metadata writes), so a job that leaves its directory empty, as most short jobs
+    do, hands it on: it is moved aside (to ``spare``, next to ``root``) and renamed to the next
+    job's directory, which is one cheap rename each way. Only empty directories with their
+    original permissions are handed on; a job never sees another's files, and no two running
+    jobs share a directory.
+    """
+
+    def __init__(self, root: Path, max_spare: int = 16):
+        self.root = Path(root)
+        self.spare = self.root.parent / f".{self.root.name}-spare"
+        self.max_spare = max_spare
+        self._lock = threading.Lock()
+        self._free: List[Path] = []
+        self._count = 0
+        self._mode: Optional[int] = None
+
+    def make(self, path: Path) -> None:
+        """Create the empty directory ``path`` (FileExistsError if it exists)."""
+        with self._lock:
+            reused = self._free.pop() if self._free else None
+        if reused is not None:
+            if os.path.lexists(path):
+                self._give_back(reused)
+                raise FileExistsError(errno.EEXIST, "work directory exists", str(path))
+            try:
+                os.rename(reused, path)
+                return
+            except OSError:
+                remove_work_dir(reused)
+        path.mkdir(parents=True, exist_ok=False)
+        if self._mode is None:
+            self._mode = stat.S_IMODE(os.lstat(path).st_mode)
+
+    def done(self, path: Path) -> None:
+        """A job ended: keep its directory for the next job if it is empty, else remove it."""
+        try:
+            info = os.lstat(path)
+            reusable = (
+                stat.S_ISDIR(info.st_mode)
+                and stat.S_IMODE(info.st_mode) == self._mode
+                and not os.listdir(path)
+            )
+        except OSError:
+            reusable = False
+        with self._lock:
+            reusable = reusable and len(self._free) < self.max_spare
+            if reusable:
+                self._count += 1
+                target = self.spare / str(self._count)
+        if reusable:
+            try:
+                self.spare.mkdir(exist_ok=True)
+                os.rename(path, target)
+            except OSError:
+                remove_work_dir(path)
+                return
+            self._give_back(target)
+        else:
+            remove_work_dir(path)
+
+    def _give_back(self, path: Path) -> None:
+        with self._lock:
+            self._free.append(path)
+
+    def close(self) -> None:
+        """Remove the spare directories."""
+        with self._lock:
+            self._free = []
+        shutil.rmtree(self.spare, ignore_errors=True)
+
+
+def remove_work_dir(path: Path) -> None:
+    """Remove a job's work directory. Most short jobs leave it empty, and one ``rmdir`` is
+    several times cheaper than ``shutil.rmtree``'s descent (which opens and checks the
+    directory first); anything else goes to ``rmtree``."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _dir_name(spec: JobSpec) -> str:
     """A readable, unique directory name: ids that differ only in odd characters still differ."""
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.job_id)[:80]
     if readable != spec.job_id:
         readable += "-" + hashlib.sha256(spec.job_id.encode()).hexdigest()[:10]
     return f"{readable}.{spec.attempt}"
+
+
+class _ExitWaiter:
+    """Sleeps until a child process ends or :meth:`JobRunner.stop` writes to the wake pipe:
+    a pidfd (``os.pidfd_open``, Linux 5.3+) and a pipe in one ``poll``."""
+
+    def __init__(self, pidfd: int):
+        self.pidfd = pidfd
+        self.wake_read, self.wake_fd = os.pipe()
+        self.poller = select.poll()
+        self.poller.register(pidfd, select.POLLIN)
+        self.poller.register(self.wake_read, select.POLLIN)
+
+    @classmethod
+    def open(cls, pid: int) -> "Optional[_ExitWaiter]":
+        """A waiter for child ``pid``, or None where pidfds are not available."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return None
+        try:
+            pidfd = pidfd_open(pid)
+        except OSError:
+            return None
+        try:
+            return cls(pidfd)
+        except OSError:
+            os.close(pidfd)
+            return None
+
+    def wait(self, timeout: float) -> None:
+        """Return when the process ended, a stop was asked for, or after ``timeout`` s."""
+        for fd, _ in self.poller.poll(max(0, int(timeout * 1000) + 1)):
+            if fd == self.wake_read:
+                with contextlib.suppress(OSError):
+                    os.read(self.wake_read, 512)
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.wake_read, self.wake_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class JobRunner:
@@ -211,21 +390,29 @@ class JobRunner:
         self.max_rss_mb = 0.0
         self._stop_request: Optional["tuple[str, str]"] = None
         self._wake = threading.Event()
+        # The write end of the running step's wake-up pipe (pidfd waits); under the lock, so
+        # that a stop never writes to a descriptor number the step already closed.
+        self._wake_fd: Optional[int] = None
+        self._wake_lock = threading.Lock()
         self._done = threading.Event()
         self._started_at = time.monotonic()
         self._deadline: Optional[float] = None
         self._stdout_path: Optional[Path] = None
-        self._thread = threading.Thread(target=self._main, name=f"job-{spec.key}", daemon=True)
 
     def start(self) -> None:
         """Start the job's thread."""
-        self._thread.start()
+        assert self.context.threads is not None
+        self.context.threads.run(self._main, f"job-{self.spec.key}")
 
     def stop(self, status: str, reason: str) -> None:
         """Ask the job to end with ``status`` (``cancelled`` or ``drained``); returns at once."""
         if self._stop_request is None:
             self._stop_request = (status, reason)
         self._wake.set()
+        with self._wake_lock:
+            if self._wake_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_fd, b"\0")
 
     def cancel(self, reason: str = "cancelled by the server") -> None:
         """Cancel: SIGTERM to the job's processes, SIGKILL after the grace period."""
@@ -279,7 +466,8 @@ class JobRunner:
             # Removed after the report, off the path to the next job (removing a directory can
             # take milliseconds); wait() returns only once it is gone.
             if not self.context.keep_work_dirs:
-                shutil.rmtree(self.work_dir, ignore_errors=True)
+                assert self.context.work_dirs is not None
+                self.context.work_dirs.done(self.work_dir)
             self._done.set()
 
     def _check_stop(self) -> None:
@@ -290,7 +478,8 @@ class JobRunner:
         spec = self.spec
         result = JobResult(spec.job_id, spec.attempt, DONE)
         try:
-            self.work_dir.mkdir(parents=True, exist_ok=False)
+            assert self.context.work_dirs is not None
+            self.context.work_dirs.make(self.work_dir)
             try:
                 stage_in(
                     spec.input_sandbox,
@@ -423,6 +612,10 @@ class JobRunner:
             proc = subprocess.Popen(["/bin/sh", *argv], **options)
         session = proc.pid
         started = time.monotonic()
+        waiter = _ExitWaiter.open(proc.pid)
+        if waiter is not None:
+            with self._wake_lock:
+                self._wake_fd = waiter.wake_fd
         if payload:
             self.payload_started = True
             self.on_event("payload_started", self)
@@ -465,12 +658,19 @@ class JobRunner:
                     processes.signal_session(session, signal.SIGTERM, self.context.proc)
                 if term_at is not None and now - term_at >= self.context.cancel_grace:
                     processes.signal_session(session, signal.SIGKILL, self.context.proc)
+                if waiter is not None:
+                    waiter.wait(min(_MAX_POLL, max(0.0, next_sample - now)))
+                    continue
                 # The stop request itself persists, so clearing here loses nothing and keeps
                 # the grace period from turning into a busy loop.
                 self._wake.wait(delay)
                 self._wake.clear()
                 delay = min(_MAX_POLL, delay * 2)
         finally:
+            if waiter is not None:
+                with self._wake_lock:
+                    self._wake_fd = None
+                waiter.close()
             if proc.returncode is None:
                 processes.signal_session(session, signal.SIGKILL, self.context.proc)
                 proc.wait()

@@ -2,8 +2,9 @@
 
 All decisions come from the pure parts (``slots``, ``lifecycle``, ``jobspec``); this module only
 does the I/O around them. The main thread never blocks on the server: the long-poll work request
-runs in a short-lived thread of its own, jobs run in their own threads, and every other server
-call is one try whose failure schedules the next try with back-off. So a pilot whose server is
+and the report batches run in threads of their own (taken from the pool of reused threads the
+jobs run in, ``executor.Threads``), and every other server call (the heartbeat) is one try
+whose failure schedules the next try with back-off. So a pilot whose server is
 away keeps its jobs running and their limits enforced, keeps their reports in the spool, and
 delivers them when the server returns.
 
@@ -17,7 +18,10 @@ Short jobs are where the round trips show, so the runner does two things for the
 * **coalesced reports**: while jobs are queued, reports go out once per ``_COALESCE_S`` window
   (or as soon as ``_FLUSH_AT`` are pending), so a pilot streaming short jobs sends one batch
   per window rather than one per job; otherwise at once, so the start of a single job is not
-  delayed. ``finished`` reports are on disk (the spool) from the start.
+  delayed. ``finished`` reports are on disk (the spool) from the start. Batches are sent from a
+  thread of their own, one at a time, like the long poll: while a batch is on its way the main
+  loop keeps reaping finished jobs and starting queued ones, so the slots never wait for the
+  server.
 """
 
 from __future__ import annotations
@@ -126,6 +130,8 @@ class Pilot:
             url_context=ssl_context(settings.ca_file or None, settings.insecure),
         )
         self.context.jobs_root.mkdir(parents=True, exist_ok=True)
+        assert self.context.threads is not None
+        self._threads = self.context.threads
         self.runners: Dict[str, JobRunner] = {}
         self.queued: Deque[JobSpec] = deque()
         self._recent_wall_s: Optional[float] = None  # moving average of finished jobs
@@ -136,6 +142,8 @@ class Pilot:
         self._finished: "queue.Queue[JobRunner]" = queue.Queue()
         self._polled: "queue.Queue[Any]" = queue.Queue()
         self._poll_outstanding = False
+        self._flushed: "queue.Queue[Any]" = queue.Queue()
+        self._flush_outstanding = False
         self._signals = 0
         self._failures = 0
         self._next_try = 0.0
@@ -197,6 +205,7 @@ class Pilot:
                 handled_signals = self._signals
                 self.lifecycle.on_drain(now, "SIGTERM from the batch system", grace)
             self._take_polled(now)
+            self._take_flushed(now)
             if self.queued and (self.lifecycle.phase == DRAINING or self._signals):
                 self._refuse_queued(f"pilot is draining ({self.lifecycle.drain_reason})")
             decision = self.lifecycle.decide(now, len(self.runners) + len(self.queued))
@@ -224,7 +233,7 @@ class Pilot:
 
     def _sleep_time(self) -> float:
         """Until the next tick, or the end of the coalescing window if reports wait."""
-        if len(self.spool) and self.clock() >= self._next_try:
+        if len(self.spool) and not self._flush_outstanding and self.clock() >= self._next_try:
             return max(0.0, min(_TICK, self._last_flush + _COALESCE_S - self.clock()))
         return _TICK
 
@@ -269,14 +278,15 @@ class Pilot:
     def _talk(self, now: float, take_work: bool, time_left: Optional[float]) -> None:
         """One round of server calls; a failure backs off the next round."""
         try:
-            # The work request goes first: it runs in its own thread, concurrently with the
-            # reports and the heartbeat below, so a freed slot is offered without waiting.
+            # Reports and the work request each go in a thread of their own, so neither waits
+            # for the other, and the heartbeat below waits for neither. Reports are started
+            # first: a job's ``started`` report is then on its way before the next long poll.
+            pending = len(self.spool)
+            if pending and not self._flush_outstanding and self._flush_due(now, pending):
+                self._last_flush = now
+                self._start_flush()
             if take_work:
                 self._start_poll(time_left)
-            pending = len(self.spool)
-            if pending and self._flush_due(now, pending):
-                self._last_flush = now
-                self._flush()
             if now >= self._next_heartbeat:
                 self._heartbeat()
                 self._next_heartbeat = now + self.heartbeat_s
@@ -340,9 +350,8 @@ class Pilot:
             ),
         }
         self._poll_outstanding = True
-        threading.Thread(
-            target=self._poll, args=(body, self.client.pilot_id), name="work-poll", daemon=True
-        ).start()
+        pilot_id = self.client.pilot_id
+        self._threads.run(lambda: self._poll(body, pilot_id), "work-poll")
 
     def _prefetch_limit(self) -> int:
         """How many jobs may wait here for a slot (the ``prefetch`` setting; automatic: about
@@ -548,6 +557,33 @@ class Pilot:
     def _flush(self) -> None:
         self.spool.flush(self._send_reports)
 
+    def _start_flush(self) -> None:
+        """Send the pending reports from a thread; :meth:`_take_flushed` takes the outcome."""
+        self._flush_outstanding = True
+        pilot_id = self.client.pilot_id
+        self._threads.run(lambda: self._flush_thread(pilot_id), "reports")
+
+    def _flush_thread(self, pilot_id: Optional[str]) -> None:
+        outcome: Optional[Exception] = None
+        try:
+            # One batch: the main loop decides when the next is due (the coalescing window),
+            # so reports made while this one travels wait to go out together.
+            self.spool.flush(self._send_reports, batch_size=_FLUSH_AT, max_batches=1)
+        except Exception as exc:  # handed to the main thread, which owns the back-off
+            outcome = exc
+        self._flushed.put((pilot_id, outcome))
+        self._wake.set()
+
+    def _take_flushed(self, now: float) -> None:
+        while True:
+            try:
+                pilot_id, outcome = self._flushed.get_nowait()
+            except queue.Empty:
+                return
+            self._flush_outstanding = False
+            if outcome is not None:
+                self._call_failed(now, outcome, pilot_id)
+
     # -- the end -------------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
@@ -566,6 +602,10 @@ class Pilot:
             self._take_polled(self.clock())
         self._refuse_queued(f"pilot exits ({self.exit_reason or 'done'})")
         deadline = self.clock() + _FINAL_FLUSH_S
+        if self._flush_outstanding:
+            with contextlib.suppress(queue.Empty):
+                self._flushed.put(self._flushed.get(timeout=_FINAL_FLUSH_S))
+            self._take_flushed(self.clock())
         failures = 0
         while len(self.spool) and self.clock() < deadline:
             try:
@@ -580,9 +620,12 @@ class Pilot:
         # The blob cache and job directories belong to this pilot only; the spool stays.
         shutil.rmtree(self.cache.directory, ignore_errors=True)
         shutil.rmtree(self.context.jobs_root, ignore_errors=True)
+        if self.context.work_dirs is not None:
+            self.context.work_dirs.close()
         try:
             self.client.deregister(self.exit_reason or "done")
         except (ServerUnreachable, ServerRejected) as exc:
             log.warning("deregistration failed: %s", exc)
+        self.client.transport.close()
         self._lock.close()
         return EXIT_OK

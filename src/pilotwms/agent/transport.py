@@ -1,4 +1,13 @@
-"""HTTP for the agent: urllib, JSON, bearer token, TLS verification, back-off with jitter.
+"""HTTP for the agent: JSON, bearer token, TLS verification, keep-alive, back-off with jitter.
+
+Requests to the server go over persistent HTTP/1.1 connections (``http.client``), kept in a
+small pool shared by the agent's threads: a pilot running short jobs talks to the server many
+times a second, and a new TCP (and TLS) connection per request would cost more than the request.
+A connection the server closed while it was idle (its keep-alive timeout) fails on reuse before
+the server saw the request; such a failure is retried at once on a fresh connection and does not
+count as a failure. When the environment names an HTTP proxy for the server (``http_proxy``,
+``https_proxy``, ``no_proxy``), requests go through ``urllib`` and its proxy handling instead,
+one connection each, as before.
 
 Retry rule (the protocol document's "Errors and retries"): connection errors, timeouts, 5xx and
 429 are transient and retried with exponential back-off and full jitter, never sooner than a
@@ -21,12 +30,13 @@ import random
 import shutil
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +155,92 @@ _TRANSIENT = (
 )
 
 
+def _rewind(body: Any) -> bool:
+    """Make ``body`` sendable again (a file is rewound); False if it cannot be."""
+    if body is None or isinstance(body, (bytes, bytearray)):
+        return True
+    try:
+        body.seek(0)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+_STALE_CONNECTION = (
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+)
+"""Errors of a reused keep-alive connection that the server had already closed."""
+
+_MAX_IDLE = 4
+"""Idle connections kept per server: the main loop, the long poll and a few job threads."""
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one server, shared by the agent's threads."""
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: Optional[int],
+        context: Optional[ssl.SSLContext],
+        max_idle: int = _MAX_IDLE,
+    ):
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.context = context
+        self.max_idle = max_idle
+        self._idle: List[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def get(self, timeout: float) -> "tuple[http.client.HTTPConnection, bool]":
+        """A connection with ``timeout`` set, and whether it was used before."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            return self._new(timeout), False
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn, True
+
+    def _new(self, timeout: float) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=self.context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def put(self, conn: http.client.HTTPConnection) -> None:
+        """Give back a connection whose last answer was read to its end."""
+        with self._lock:
+            if len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _uses_proxy(url: str) -> bool:
+    """Whether urllib would send a request for ``url`` through a proxy of the environment."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
 class Transport:
     """Requests to one server with a bearer token; retries as the module docstring says."""
 
@@ -167,6 +263,15 @@ class Transport:
         self.sleep = sleep
         self.user_agent = user_agent
         self.context = ssl_context(ca_file, insecure) if base_url.startswith("https") else None
+        parts = urllib.parse.urlsplit(self.base_url)
+        self.pool: Optional[ConnectionPool] = None
+        if parts.scheme in ("http", "https") and not _uses_proxy(self.base_url):
+            self.pool = ConnectionPool(parts.scheme, parts.hostname or "", parts.port, self.context)
+
+    def close(self) -> None:
+        """Close the idle keep-alive connections (a later request opens a new one)."""
+        if self.pool is not None:
+            self.pool.close()
 
     def url(self, path: str, params: Optional[Mapping[str, str]] = None) -> str:
         """Absolute URL of ``path`` on the server with query ``params``."""
@@ -176,6 +281,84 @@ class Transport:
         return url
 
     def _once(
+        self,
+        *,
+        method: str,
+        url: str,
+        body: Any,
+        headers: Dict[str, str],
+        timeout: float,
+        sink: Optional[Callable[[Any], None]],
+    ) -> Response:
+        if self.pool is None:
+            return self._once_urllib(
+                method=method, url=url, body=body, headers=headers, timeout=timeout, sink=sink
+            )
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        while True:
+            conn, reused = self.pool.get(timeout)
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                reply = conn.getresponse()
+            except _STALE_CONNECTION as exc:
+                conn.close()
+                if reused and _rewind(body):
+                    log.debug(
+                        "%s %s: kept-alive connection was closed (%s); reconnecting",
+                        method,
+                        url,
+                        exc,
+                    )
+                    continue
+                raise ServerUnreachable(f"{method} {url}: {exc}") from None
+            except (*_TRANSIENT, OSError) as exc:
+                conn.close()
+                raise ServerUnreachable(f"{method} {url}: {exc}") from None
+            try:
+                return self._answer(method, url, conn, reply, sink)
+            except _TRANSIENT as exc:
+                conn.close()
+                raise ServerUnreachable(f"{method} {url}: {exc}") from None
+
+    def _answer(
+        self,
+        method: str,
+        url: str,
+        conn: http.client.HTTPConnection,
+        reply: http.client.HTTPResponse,
+        sink: Optional[Callable[[Any], None]],
+    ) -> Response:
+        """Read one answer to its end, give the connection back, and apply the retry rule."""
+        status = reply.status
+        headers = dict(reply.getheaders())
+        try:
+            if sink is not None and 200 <= status < 300:
+                sink(reply)
+                reply.read()  # whatever the sink left, so the connection can be reused
+                data = b""
+            else:
+                data = reply.read()
+        except BaseException:
+            conn.close()
+            raise
+        assert self.pool is not None
+        if reply.will_close:
+            conn.close()
+        else:
+            self.pool.put(conn)
+        if 200 <= status < 300:
+            return Response(status, headers, data)
+        if status >= 500 or status == 429:
+            raise ServerUnreachable(
+                f"{method} {url}: HTTP {status}", retry_after=_retry_after(reply.headers)
+            )
+        detail, parsed = _detail(data)
+        if status == 409:
+            raise StaleAttempt(status, detail, parsed)
+        raise ServerRejected(status, detail, parsed)
+
+    def _once_urllib(
         self,
         *,
         method: str,

@@ -27,7 +27,7 @@ class EmbeddedServer:
     def __init__(self, settings: ServerSettings, log_level: str) -> None:
         import uvicorn
 
-        from pilotwms.server.app import create_app
+        from pilotwms.server.app import Server, create_app
 
         self.settings = settings
         self.socket = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
@@ -45,7 +45,7 @@ class EmbeddedServer:
                 f"cannot listen on {settings.host}:{settings.port}: {exc}{hint}"
             ) from exc
         self.port = int(self.socket.getsockname()[1])
-        self.server = uvicorn.Server(
+        self.server = Server(
             uvicorn.Config(
                 create_app(settings),
                 log_level=log_level,

@@ -9,12 +9,14 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import anyio
-from fastapi import FastAPI, Request, Response
+import uvicorn
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pilotwms import __version__
 from pilotwms.agent.zipapp import build_zipapp
@@ -22,6 +24,7 @@ from pilotwms.core.settings import ServerSettings
 from pilotwms.server.api import (
     admin,
     errors,
+    factory,
     jobs,
     outputs,
     pilot,
@@ -35,6 +38,8 @@ from pilotwms.server.api.services import Services
 from pilotwms.server.blobstore import FileBlobStore
 from pilotwms.server.db import Database, utcnow
 from pilotwms.server.db.migrate import require_current, upgrade
+from pilotwms.server.logic import dag_release
+from pilotwms.server.logic.agent_releases import AgentReleases
 from pilotwms.server.logic.attempts import Effects
 from pilotwms.server.logic.dispatch import Dispatcher, Notifier
 from pilotwms.server.logic.expiry import expire_jobs
@@ -81,14 +86,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
         db = await anyio.to_thread.run_sync(prepare_database, settings)
         store = FileBlobStore(settings.effective_sandbox_dir)
         metrics.db = db
-        agent_path = settings.data_dir / "agent" / "agent.pyz"
-        agent_version = await anyio.to_thread.run_sync(build_zipapp, agent_path)
+        agent_dir = settings.data_dir / "agent"
+        await anyio.to_thread.run_sync(build_zipapp, agent_dir / "agent.pyz")
+        agents = AgentReleases(db, store, agent_dir)
+        await anyio.to_thread.run_sync(agents.start, agent_dir / "agent.pyz")
         dispatcher = Dispatcher(
             db,
             fair_share=FairShare(settings.fair_share_weights, settings.fair_share_default_weight),
             max_jobs_per_request=settings.max_jobs_per_request,
             notifier=Notifier(asyncio.get_running_loop()),
         )
+        # Release is committed with the report that causes it; recomputing it from the
+        # database still covers whatever else a crash or an expiry may have left owed.
+        await anyio.to_thread.run_sync(_reconcile_dags, db)
         await anyio.to_thread.run_sync(dispatcher.resync)
         services = app.state.services = Services(
             settings=settings,
@@ -97,8 +107,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             submit_options=SubmitOptions.from_settings(settings),
             metrics=metrics,
             dispatcher=dispatcher,
-            agent_path=agent_path,
-            agent_version=agent_version,
+            agents=agents,
             started_at=started_at,
         )
         # Everything allocated so far lives as long as the process: move it out of the
@@ -114,6 +123,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         try:
             yield
         finally:
+            release_long_polls(app)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -141,24 +151,73 @@ def create_app(settings: ServerSettings) -> FastAPI:
         outputs.router,
         sandboxes.router,
         admin.router,
+        factory.router,
     ):
         app.include_router(router)
     _check_policies(app)
 
-    @app.middleware("http")
-    async def _observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics.request_latency.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        return response
-
+    app.add_middleware(ObserveLatency, metrics=metrics)
     return app
+
+
+class ObserveLatency:
+    """Request latency per route template and status, as a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` would run every request in an extra task with its own response
+    stream, a noticeable share of a pilot request's time."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request_latency.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+
+def release_long_polls(app: FastAPI) -> None:
+    """The server is stopping: answer every waiting long-poll work request now (with no jobs),
+    and any later one at once. Safe to call from any thread, and more than once."""
+    services = getattr(app.state, "services", None)
+    dispatcher = getattr(services, "dispatcher", None)
+    if dispatcher is not None and dispatcher.notifier is not None:
+        dispatcher.notifier.close()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, releasing the long polls as soon as it is told to stop.
+
+    On a stop (a signal, or ``should_exit`` set by whoever runs it), uvicorn waits for the
+    requests in progress before it runs the app's shutdown; pilots' work requests wait up to
+    ``work_max_wait_s``, so it would wait that long, then cancel them with a traceback each.
+    Releasing them the moment ``should_exit`` is set lets the shutdown finish at once.
+    """
+
+    @property
+    def should_exit(self) -> bool:
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and isinstance(self.config.app, FastAPI):
+            release_long_polls(self.config.app)
 
 
 def _check_policies(app: FastAPI) -> None:
@@ -179,6 +238,8 @@ async def _expiry_loop(db: Database, interval: float, dispatcher: Dispatcher) ->
         while True:
             with db.write() as conn:
                 expired = expire_jobs(conn)
+                # An expired DAG node dooms its descendants and frees a throttle slot.
+                dag_release.reconcile(conn, dag_release.parents_of(conn, expired))
             total += len(expired)
             if not expired:
                 return total
@@ -192,6 +253,12 @@ async def _expiry_loop(db: Database, interval: float, dispatcher: Dispatcher) ->
         except Exception as exc:
             logger.warning("expiry round failed: %s", exc)
         await asyncio.sleep(interval)
+
+
+def _reconcile_dags(db: Database) -> None:
+    """DAG release recomputed from the database for every unfinished compound job."""
+    with db.write() as conn:
+        dag_release.reconcile(conn)
 
 
 async def _lease_loop(services: Services) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from pilotwms.core.errors import BadRequest, NotFound, PilotNotFound, StaleAttempt, TooLarge
 from pilotwms.server.api.policy import PilotPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import Services
 from pilotwms.server.logic import pilots
 from pilotwms.server.logic.accounts import Principal, Role
 from pilotwms.server.logic.attempts import Effects, apply_reports, check_current
@@ -25,7 +25,16 @@ from pilotwms.server.logic.leases import release_pilot
 from pilotwms.server.logic.output import record_output
 
 router = APIRouter(prefix="/api/v1/pilot", tags=["pilot protocol"])
-ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def _services(request: Request) -> Services:
+    """The app's services, got in the event loop (a plain function dependency would cost a
+    worker-thread hop on every pilot request)."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
 
 AGENT_VERSION_HEADER = "X-Pilotwms-Agent-Version"
 
@@ -90,9 +99,12 @@ def _dispatcher(services: Services) -> Dispatcher:
 def register(
     body: RegisterRequest, principal: PilotPrincipal, services: ServicesDep
 ) -> dict[str, Any]:
-    """Record a pilot and its slot ad; the reply carries its id and the protocol timings."""
+    """Record a pilot and its slot ad (adopting the factory's row of its batch job, if any);
+    the reply carries its id and the protocol timings. A pilot of another agent version than
+    the one served registers draining (the rolling upgrade)."""
     settings = services.settings
     lease = settings.effective_lease_timeout_s
+    current = services.agent_version
     with services.db.write() as conn:
         pilot_id = pilots.register(
             conn,
@@ -102,6 +114,7 @@ def register(
             batch_id=body.batch_id,
             token_id=principal.token_id,
             lease_s=lease,
+            current_version=current,
         )
     return {
         "pilot_id": str(pilot_id),
@@ -129,17 +142,24 @@ async def request_work(
     )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, min(body.wait_s, services.settings.work_max_wait_s))
+    notifier = dispatcher.notifier
+    assert notifier is not None
     while True:
-        assert dispatcher.notifier is not None
-        woken = dispatcher.notifier.current()
+        if notifier.closed:  # the server stops: no new attempts, and no request left waiting
+            return {"jobs": []}
+        woken = notifier.current()
         specs = await anyio.to_thread.run_sync(dispatcher.hand_out, pid, request)
         if specs:
             return {"jobs": specs}
         remaining = deadline - loop.time()
         if remaining <= 0:
             return {"jobs": []}
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken.wait(), remaining)
+        notifier.parked += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), remaining)
+        finally:
+            notifier.parked -= 1
 
 
 @router.post("/{pilot_id}/heartbeat")
@@ -153,6 +173,7 @@ def heartbeat(
         for j in body.jobs
         if str(j.job_id).isdigit()
     ]
+    current = services.agent_version
     with services.db.write() as conn:
         pilots.live_pilot(conn, pid, _token_of(principal))
         commands = pilots.heartbeat(
@@ -161,6 +182,7 @@ def heartbeat(
             state=body.state,
             running=running,
             lease_s=services.settings.effective_lease_timeout_s,
+            current_version=current,
         )
     return {"commands": commands}
 
@@ -251,17 +273,18 @@ async def deregister(
     effects = await anyio.to_thread.run_sync(leave)
     _dispatcher(services).forget_pilot(pid)
     services.jobs_changed(effects.tq_ids, dict(effects.released))
-    return {"pilot_id": str(pid), "state": pilots.GONE}
+    return {"pilot_id": str(pid), "state": pilots.FINISHED}
 
 
 @router.get("/agent.pyz")
 def agent_zipapp(principal: PilotPrincipal, services: ServicesDep) -> FileResponse:
-    """The agent as one file (``python3 agent.pyz --server URL --token T``)."""
-    if services.agent_path is None:
+    """The current agent as one file (``python3 agent.pyz --server URL --token T``)."""
+    if services.agents is None:
         raise NotFound("the agent zipapp was not built")
+    release = services.agents.current()
     return FileResponse(
-        services.agent_path,
+        release.path,
         media_type="application/zip",
         filename="agent.pyz",
-        headers={AGENT_VERSION_HEADER: services.agent_version},
+        headers={AGENT_VERSION_HEADER: release.version, "X-Pilotwms-Agent-Digest": release.digest},
     )

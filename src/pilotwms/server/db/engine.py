@@ -6,6 +6,16 @@ concurrent writers queue instead of failing, foreign keys on. Write transactions
 read snapshot to a write, which is where SQLite answers "database is locked" at once, whatever the
 busy timeout. PostgreSQL goes through psycopg 3 with a pre-ping, so connections broken by a
 database restart are replaced instead of failing a request.
+
+SQLite runs with ``synchronous=NORMAL``: in WAL mode a commit is then written to the log but
+not flushed to the disk; the log is flushed at checkpoints. That is safe against a crash of the
+server process (the operating system has the data) and never corrupts the database; only a
+power loss or kernel crash can undo the last commits. ``FULL`` would cost one flush per commit,
+milliseconds on ordinary disks, and every hand-out and report batch commits. For a WMS the
+loss is bounded to the last moments before the power went: jobs handed out then may be handed
+out again (and so run twice), reports applied then are lost with the pilots' copies already
+dropped, and submissions acknowledged then are gone. A site that cannot accept that runs the
+server on PostgreSQL, whose commits are durable.
 """
 
 from __future__ import annotations

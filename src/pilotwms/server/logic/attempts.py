@@ -33,7 +33,12 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from pilotwms.core.errors import IllegalTransition
 from pilotwms.core.states import ACTIVE, DoneCode, JobState
 from pilotwms.server.db import attempts, dag_edges, jobs, pilot_reports, pilots, utcnow
-from pilotwms.server.logic.dag_release import abort_descendants, release_children
+from pilotwms.server.logic.dag_release import (
+    abort_descendants,
+    queues_of,
+    release_after,
+    release_held,
+)
 from pilotwms.server.logic.lifecycle import apply_transitions, record_event, refresh_parent
 from pilotwms.server.logic.retries import AttemptEnd, EndStatus, RetryBudget, Verdict, decide
 
@@ -87,7 +92,9 @@ def move(
 
 
 def refresh_parents(conn: Connection, effects: Effects, *, source: str = "server") -> None:
-    """Re-derive the state of every compound job whose nodes moved (see :func:`move`)."""
+    """Re-derive the state of every compound job whose nodes moved (see :func:`move`), after
+    releasing the nodes their ``max_nodes_running`` held back (``dag_release.release_held``)."""
+    effects.tq_ids.update(release_held(conn, effects.parents))
     for parent_id in sorted(effects.parents):
         refresh_parent(conn, parent_id, source=source)
     effects.parents.clear()
@@ -262,18 +269,10 @@ def end_attempt(
 
 
 def _release(conn: Connection, job_ids: Sequence[int], effects: Effects, now: datetime) -> None:
-    """Release the DAG children of these nodes that just succeeded (``dag_release``)."""
-    for job_id in job_ids:
-        released = release_children(conn, job_id, now=now)
-        if released:
-            effects.tq_ids.update(
-                int(r[0])
-                for r in conn.execute(
-                    select(jobs.c.task_queue_id)
-                    .where(jobs.c.id.in_(released), jobs.c.task_queue_id.is_not(None))
-                    .distinct()
-                )
-            )
+    """Release the DAG children of these nodes that just succeeded (``dag_release``), set-based
+    for the batch; the compound jobs are refreshed by :func:`refresh_parents` afterwards."""
+    released = release_after(conn, job_ids, now=now, refresh_parents=False)
+    effects.tq_ids.update(queues_of(conn, released))
 
 
 def _with_children(conn: Connection, job_ids: Sequence[int]) -> set[int]:

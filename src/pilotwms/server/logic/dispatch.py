@@ -40,18 +40,23 @@ from pilotwms.server.db import Database, attempts, job_inputs, jobs, pilots, tas
 from pilotwms.server.logic.job_specs import build_job_spec
 from pilotwms.server.logic.lifecycle import apply_transitions, refresh_parent
 from pilotwms.server.logic.matchmaking import FairShare, SlotOffer, TaskQueue, TaskQueueIndex
-from pilotwms.server.logic.pilots import PilotGone, load_pilot_ad
+from pilotwms.server.logic.pilots import DRAINING, LIVE_STATES, PilotGone, load_pilot_ad
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ACTIVE = [s.value for s in ACTIVE]
 
 
 class Notifier:
-    """Wakes the long polls waiting for work; ``notify`` may be called from any thread."""
+    """Wakes the long polls waiting for work; ``notify`` and ``close`` may be called from any
+    thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._event = asyncio.Event()
+        #: Set by :meth:`close` when the server stops: long polls answer at once, with no jobs.
+        self.closed = False
+        #: Long polls waiting now (kept by the work route).
+        self.parked = 0
 
     def current(self) -> asyncio.Event:
         """The event the next :meth:`notify` sets; take it *before* looking for work, so a
@@ -67,6 +72,12 @@ class Notifier:
             self._fire()
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._fire)
+
+    def close(self) -> None:
+        """Release every waiting long poll for good (server shutdown): the server would
+        otherwise wait for them to time out, then cancel them."""
+        self.closed = True
+        self.notify()
 
     def _fire(self) -> None:
         event, self._event = self._event, asyncio.Event()
@@ -128,14 +139,26 @@ class Dispatcher:
         self.max_jobs_per_request = max_jobs_per_request
         self._pilot_ads: dict[int, ClassAd] = {}
         self._queues: set[int] = set()  # the task queues in the index
+        # Running jobs that ended, per group, not yet applied to the index: a report batch
+        # leaves them here instead of waiting for ``lock`` (a hand-out may hold it through a
+        # whole claiming transaction); the next user of the index applies them first.
+        self._released: Counter[str] = Counter()
+        self._released_lock = threading.Lock()
 
     # --- keeping the index current --------------------------------------------------------
 
     def resync(self, tq_ids: Iterable[int] | None = None) -> None:
         """Recount waiting jobs (of ``tq_ids``, or of every queue) and running jobs per group
         from the database."""
-        with self.lock, self.db.read() as conn:
-            grew = self._resync(conn, None if tq_ids is None else set(tq_ids))
+        with self.lock:
+            if tq_ids is None:
+                # The recount sees every job whose end was noted so far (noted after commit).
+                with self._released_lock:
+                    self._released.clear()
+            else:
+                self._apply_released()
+            with self.db.read() as conn:
+                grew = self._resync(conn, None if tq_ids is None else set(tq_ids))
         if grew:
             self.notify()
 
@@ -162,8 +185,14 @@ class Dispatcher:
                 self.index.set_waiting(tq, n)
         gone = (tq_ids if tq_ids is not None else set(self._queues)) - set(counts)
         for tq in gone:
-            self.index.remove(tq)
-            self._queues.discard(tq)
+            if tq_ids is None:
+                self.index.remove(tq)
+                self._queues.discard(tq)
+            elif tq in self.index:
+                # Kept, empty, until the next full recount: the next job of the same queue
+                # (a user submitting one job after another) then does not pay for parsing
+                # and compiling the queue's Requirements again on its way to a pilot.
+                self.index.set_waiting(tq, 0)
         if tq_ids is None:
             running = conn.execute(
                 select(jobs.c.owner_group, func.count())
@@ -210,13 +239,25 @@ class Dispatcher:
         """Jobs of these queues became waiting or stopped waiting (submission, requeue, cancel,
         DAG release); ``released``: running jobs per group that ended. Wakes long polls when
         a queue grew."""
+        queues = set(tq_ids)
+        if released:
+            with self._released_lock:
+                self._released.update(released)
+        if not queues:  # jobs only ended (a pilot's report batch): nothing to recount
+            return
         with self.lock:
-            for group, n in (released or {}).items():
-                self.index.release(group, n)
+            self._apply_released()
             with self.db.read() as conn:
-                grew = self._resync(conn, set(tq_ids))
+                grew = self._resync(conn, queues)
         if grew:
             self.notify()
+
+    def _apply_released(self) -> None:
+        """Apply the ended running jobs noted by :meth:`jobs_changed` (under ``lock``)."""
+        with self._released_lock:
+            released, self._released = self._released, Counter()
+        for group, n in released.items():
+            self.index.release(group, n)
 
     def queues_of(self, conn: Connection, job_ids: Iterable[int]) -> list[int]:
         """The task queues of these jobs and of their nodes (jobs just stored or cancelled), for
@@ -254,6 +295,7 @@ class Dispatcher:
             self._check_pilot(pilot_id)
             return []
         with self.lock:
+            self._apply_released()
             base = self._pilot_ads.get(pilot_id)
             if base is None:
                 with self.db.read() as conn:
@@ -273,14 +315,15 @@ class Dispatcher:
             for _ in range(2):
                 picks = self.index.match(ad, offer, max_jobs) if max_jobs > 0 else []
                 if prefetch > 0 and queued is not None:
-                    picks += self._queue_picks(ad, queued, prefetch)
+                    picks = self._queue_picks(ad, queued, prefetch, picks)
                 if not picks:
                     with self.db.read() as conn:
                         self._check_state(conn, pilot_id)
                     return []
                 wanted = Counter(picks)
                 with self.db.write() as conn:
-                    self._check_state(conn, pilot_id)
+                    if not self._check_state(conn, pilot_id):
+                        return []  # draining: no new work (see _check_state)
                     claimed = {tq: claim_jobs(conn, tq, n, pilot_id) for tq, n in wanted.items()}
                     specs = job_specs_for(conn, [c for cs in claimed.values() for c in cs])
                 short = [tq for tq, n in wanted.items() if len(claimed[tq]) < n]
@@ -294,17 +337,27 @@ class Dispatcher:
                     return specs
             return []
 
-    def _queue_picks(self, ad: ClassAd, load: SlotOffer, n: int) -> list[int]:
-        """Up to ``n`` task-queue picks for a pilot's prefetch queue, one slot-load (``load``,
-        see :func:`_queue_offer`) at a time: each queued job fits the empty slot, and they
-        start one load after another. The index counts nothing between loads, so a queue may
-        be picked beyond its waiting jobs; the claim then takes what is there and recounts."""
-        picks: list[int] = []
-        while len(picks) < n:
-            more = self.index.match(ad, load, n - len(picks))
+    def _queue_picks(self, ad: ClassAd, load: SlotOffer, n: int, picks: list[int]) -> list[int]:
+        """``picks`` (for the free slots) plus up to ``n`` task-queue picks for a pilot's
+        prefetch queue, one slot-load (``load``, see :func:`_queue_offer`) at a time: each
+        queued job fits the empty slot, and they start one load after another. The index counts
+        nothing between loads, so picks beyond a queue's waiting jobs are dropped here: a
+        claim that comes up short costs a recount, on the way to the pilot's answer."""
+        left: dict[int, int] = {}
+        for tq in picks:
+            left[tq] = left.get(tq, self.index.get(tq).waiting) - 1
+        added = 0
+        while added < n:
+            more = []
+            for tq in self.index.match(ad, load, n - added):
+                room = left.get(tq, self.index.get(tq).waiting)
+                if room > 0:
+                    more.append(tq)
+                    left[tq] = room - 1
             if not more:
                 break
-            picks += more
+            picks = picks + more
+            added += len(more)
         return picks
 
     def _check_pilot(self, pilot_id: int) -> None:
@@ -312,10 +365,14 @@ class Dispatcher:
             self._check_state(conn, pilot_id)
 
     @staticmethod
-    def _check_state(conn: Connection, pilot_id: int) -> None:
+    def _check_state(conn: Connection, pilot_id: int) -> bool:
+        """Whether the pilot may take new work: raises ``PilotGone`` when it ended, False
+        while it drains (an administrator's drain, or the rolling upgrade's: the server
+        marks the pilot draining before the agent even hears of it)."""
         state = conn.execute(select(pilots.c.state).where(pilots.c.id == pilot_id)).scalar()
-        if state is None or state in ("lost", "gone"):
+        if state is None or state not in LIVE_STATES:
             raise PilotGone(pilot_id)
+        return bool(state != DRAINING)
 
 
 def _queue_offer(ad: ClassAd, time_left_s: float | None) -> SlotOffer | None:

@@ -507,6 +507,11 @@ class TaskQueueIndex:
             return entry.tq
         return replace(entry.tq, waiting=entry.waiting)
 
+    def queues(self) -> list[TaskQueue]:
+        """Every queue in the index, with its current number of waiting jobs (the demand the
+        pilot factory reads)."""
+        return [self.get(tq_id) for tq_id in self._entries]
+
     def __len__(self) -> int:
         return len(self._entries)
 
