@@ -125,7 +125,7 @@ def start_server(settings: Any, *, verify: Any = True, port: int = 0) -> Running
     expect it."""
     import uvicorn
 
-    from pilotwms.server.app import create_app, prepare_database
+    from pilotwms.server.app import Server, create_app, prepare_database
     from pilotwms.server.db import Database
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -138,7 +138,7 @@ def start_server(settings: Any, *, verify: Any = True, port: int = 0) -> Running
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)  # releases waiting long polls on a stop, as the real one does
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     scheme = "https" if settings.ssl_certfile else "http"

@@ -151,7 +151,7 @@ def test_up_runs_jobs_on_its_pilots_and_leaves_nothing_behind(
         job.output(tmp_path / "out")
         assert (tmp_path / "out" / "greeting.txt").read_text() == "greeting for pilotwms\n"
         pilots = wait_for(
-            lambda: [p for p in client.pilots(state="running") if p.batch_job_id],
+            lambda: [p for p in client.pilots(state=["running", "idle"]) if p.batch_job_id],
             60,
             "both pilots registered",
         )

@@ -7,23 +7,37 @@ nothing, so running it needs only the interpreter; ``__main__.py`` at the top ca
 from __future__ import annotations
 
 import io
+import re
 import zipapp
 import zipfile
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from . import AGENT_VERSION
 
 _PACKAGE_INIT = '"""pilotwms, as much of it as a worker node needs: the pilot agent."""\n'
+_VERSION_LINE = re.compile(r"^AGENT_VERSION = .*$", re.M)
+_VERSION_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 _MAIN = "import sys\nfrom pilotwms.agent.__main__ import main\nsys.exit(main(prog='agent.pyz'))\n"
 
 
-def build_zipapp(dest_path: Union[str, Path], interpreter: str = "/usr/bin/env python3") -> str:
+def build_zipapp(
+    dest_path: Union[str, Path],
+    interpreter: str = "/usr/bin/env python3",
+    version: Optional[str] = None,
+) -> str:
     """Write the agent zipapp to ``dest_path``; returns the agent version it contains.
 
     Files are stored in a fixed order with fixed timestamps so that the same sources always give
-    the same bytes (the server can then publish a stable digest per version).
+    the same bytes (the server can then publish a stable digest per version). ``version``
+    replaces ``AGENT_VERSION`` in the archive: a patched agent for a rolling upgrade (``pilotwms
+    admin agent upload``), or an agent that differs only in its version, for tests.
     """
+    if version is not None and not _VERSION_TEXT.fullmatch(version):
+        raise ValueError(
+            f"agent version {version!r}: use 1 to 64 letters, digits and . _ + -, "
+            "starting with a letter or digit"
+        )
     source = Path(__file__).resolve().parent
     files = sorted(p for p in source.rglob("*.py") if "__pycache__" not in p.parts)
     buffer = io.BytesIO()
@@ -39,9 +53,14 @@ def build_zipapp(dest_path: Union[str, Path], interpreter: str = "/usr/bin/env p
         add("__main__.py", _MAIN.encode())
         add("pilotwms/__init__.py", _PACKAGE_INIT.encode())
         for path in files:
-            add("pilotwms/agent/" + path.relative_to(source).as_posix(), path.read_bytes())
+            name = path.relative_to(source).as_posix()
+            data = path.read_bytes()
+            if name == "__init__.py" and version is not None:
+                line = f'AGENT_VERSION = "{version}"'
+                data = _VERSION_LINE.sub(line, data.decode("utf-8"), count=1).encode("utf-8")
+            add("pilotwms/agent/" + name, data)
     dest = Path(dest_path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     buffer.seek(0)
     zipapp.create_archive(buffer, str(dest), interpreter=interpreter)
-    return AGENT_VERSION
+    return AGENT_VERSION if version is None else version

@@ -21,8 +21,10 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Users (a name and a group/VO).", no_args_is_help=True)
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+agent_app = typer.Typer(help="The agent zipapp served to pilots.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(agent_app, name="agent")
 
 
 @app.callback()
@@ -236,3 +238,36 @@ def token_list(
         typer.echo(
             f"{r['id']}\t{r['user']}\t{r['role']}\t{status}\texpires {expires}\tlast used {used}"
         )
+
+
+@agent_app.command("upload")
+def agent_upload(
+    ctx: typer.Context,
+    file: Path = typer.Argument(
+        ..., help="The agent zipapp (agent.pyz).", exists=True, dir_okay=False, readable=True
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the release as JSON."),
+) -> None:
+    """Make FILE the agent served to pilots (the rolling upgrade): every server sharing this
+    database serves it within seconds, and pilots of another version are drained (their
+    running jobs end normally) and replaced by the pilot factory."""
+    from pilotwms.core.errors import PilotWMSError
+    from pilotwms.server.blobstore import FileBlobStore
+    from pilotwms.server.logic.agent_releases import AgentReleases
+
+    settings, db = _database(ctx)
+    store = FileBlobStore(settings.effective_sandbox_dir)
+    releases = AgentReleases(db, store, settings.data_dir / "agent")
+    try:
+        release = releases.install(file.read_bytes(), "pilotwms admin agent upload")
+    except PilotWMSError as exc:
+        _fail(f"{file}: {exc.message}")
+    if as_json:
+        typer.echo(
+            json.dumps({"version": release.version, "digest": release.digest, "size": release.size})
+        )
+        return
+    typer.echo(
+        f"agent {release.version} installed (sha256 {release.digest}, {release.size} bytes); "
+        "pilots of other versions drain at their next heartbeat"
+    )

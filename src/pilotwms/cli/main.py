@@ -12,6 +12,7 @@ import typer
 from pilotwms import __version__
 from pilotwms.cli import admin as admin_cli
 from pilotwms.cli import classad as classad_cli
+from pilotwms.cli import factory as factory_cli
 from pilotwms.cli import jdl as jdl_cli
 from pilotwms.cli import jobs as jobs_cli
 from pilotwms.cli import pilot as pilot_cli
@@ -32,6 +33,7 @@ app.add_typer(server_cli.app, name="server")
 app.add_typer(admin_cli.app, name="admin")
 jobs_cli.register(app)
 app.command("up")(up_cli.up)
+app.add_typer(factory_cli.app, name="factory")
 
 
 def _version(value: bool) -> None:

@@ -42,13 +42,27 @@ def list_match(
         raise typer.Exit(EXIT_FAILED)
 
 
+pilots_app = typer.Typer(
+    name="pilots",
+    help="The pilots (alone: list them); 'pilots log ID' prints a pilot's own log.",
+    invoke_without_command=True,
+)
+
+
+@pilots_app.callback()
 def pilots(
+    ctx: typer.Context,
     state: list[str] = typer.Option(
-        None, "-s", "--state", help="running, draining, lost or gone (repeatable)."
+        None,
+        "-s",
+        "--state",
+        help="submitted, queued, running, idle, draining, finished or failed (repeatable).",
     ),
     as_json: bool = JSON,
 ) -> None:
-    """The pilots, newest first: state, queue, site, jobs running now and run so far."""
+    """The pilots, newest first: state, queue, site, jobs running now and run so far, version."""
+    if ctx.invoked_subcommand is not None:
+        return
     with reported(), make_client() as client:
         found = client.pilots(state=[s.lower() for s in state] if state else None)
     if as_json:
@@ -59,6 +73,17 @@ def pilots(
         out.print("no pilots")
         return
     out.print(render.pilots_table(found))
+
+
+@pilots_app.command("log")
+def pilot_log(
+    pilot_id: str = typer.Argument(..., help="The pilot's id (see 'pilotwms pilots')."),
+    stderr: bool = typer.Option(False, "--stderr", help="Its stderr instead of its stdout."),
+) -> None:
+    """A pilot's own stdout (or stderr), as the pilot factory stored it from the batch system."""
+    with reported(), make_client() as client:
+        text = client.pilot_log(pilot_id, "stderr" if stderr else "stdout")
+    typer.echo(text, nl=not text.endswith("\n"))
 
 
 def _masked(token: str | None) -> str | None:
@@ -124,5 +149,5 @@ def _with_source(value: object, source: str | None) -> str:
 def register(app: typer.Typer) -> None:
     app.command("list-match")(list_match)
     app.command("job-list-match", hidden=True)(list_match)
-    app.command("pilots")(pilots)
+    app.add_typer(pilots_app, name="pilots")
     app.add_typer(config_app, name="config")

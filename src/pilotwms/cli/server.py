@@ -91,7 +91,7 @@ def server(  # noqa: PLR0917 - Typer options
 
     import uvicorn
 
-    from pilotwms.server.app import create_app, prepare_database
+    from pilotwms.server.app import Server, create_app, prepare_database
 
     try:
         prepare_database(settings).dispose()
@@ -107,11 +107,17 @@ def server(  # noqa: PLR0917 - Typer options
         raise typer.Exit(2) from exc
     scheme = "https" if settings.ssl_certfile else "http"
     typer.echo(f"pilotwms server {scheme}://{settings.host}:{settings.port}/api/v1", err=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-        log_level=settings.log_level,
+    # uvicorn.run, with the server that releases long polls at once on a stop.
+    uvicorn_server = Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+            log_level=settings.log_level,
+        )
     )
+    uvicorn_server.run()
+    if not uvicorn_server.started:
+        raise typer.Exit(3)  # uvicorn's status for a failed start-up

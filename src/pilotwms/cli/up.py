@@ -1,4 +1,4 @@
-"""``pilotwms up``: the server on SQLite and a few local pilots, in one command.
+"""``pilotwms up``: the server on SQLite and its pilot factory with local pilots, in one command.
 
 The logic lives in ``pilotwms.embedded``; this module only turns options into
 ``EmbeddedOptions`` and errors into one message and an exit code.
@@ -22,7 +22,16 @@ def up(  # noqa: PLR0917 - Typer options
     port: int | None = typer.Option(
         None, help="TCP port to listen on (default: 8600; 0 picks a free one)."
     ),
-    pilots: int = typer.Option(2, "--pilots", min=0, help="Local pilots to keep running."),
+    pilots: int = typer.Option(
+        2, "--pilots", min=0, help="Local pilots kept running even when idle (keep-warm)."
+    ),
+    max_pilots: int | None = typer.Option(
+        None,
+        "--max-pilots",
+        min=1,
+        help="Most local pilots at once: the factory adds pilots beyond --pilots while jobs "
+        "wait (default: --pilots).",
+    ),
     cores: int = typer.Option(2, "--cores", min=1, help="Cores each pilot offers."),
     memory_mb: int = typer.Option(2000, "--memory-mb", min=1, help="Memory each pilot offers."),
     tags: str = typer.Option(
@@ -53,7 +62,7 @@ def up(  # noqa: PLR0917 - Typer options
         None, help="Server log level: critical, error, warning, info, debug (default: warning)."
     ),
 ) -> None:
-    """Run the server and local pilots on this machine; configure the client to use them.
+    """Run the server and a pilot factory of local pilots on this machine; configure the client.
 
     Creates an admin user and token on first start, kept in the data directory.
 
@@ -86,6 +95,7 @@ def up(  # noqa: PLR0917 - Typer options
     options = EmbeddedOptions(
         settings=settings,
         pilots=pilots,
+        max_pilots=max_pilots,
         cores=cores,
         memory_mb=memory_mb,
         tags=tuple(t.strip() for t in tags.split(",") if t.strip()),

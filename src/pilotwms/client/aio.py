@@ -2,9 +2,9 @@
 
 :class:`AsyncClient` mirrors :class:`pilotwms.client.Client` for the calls a monitoring loop
 makes: submission (with the same local checks and upload-once sandbox), status, listing,
-waiting, cancel, events, output, list-match and pilots. Local work that is not HTTP (reading
-and hashing sandbox files, extracting an output archive) runs in a worker thread so that it
-does not hold the loop.
+waiting, cancel, resubmit, events, output, list-match and pilots. Local work that is not HTTP
+(reading and hashing sandbox files, extracting an output archive) runs in a worker thread so
+that it does not hold the loop.
 """
 
 from __future__ import annotations
@@ -324,6 +324,10 @@ class AsyncClient:
             params["state"] = [state] if isinstance(state, str) else list(state)
         data = await self.get_json("/api/v1/pilots", params=params)
         return [Pilot.from_json(p) for p in data.get("pilots") or []]
+
+    async def resubmit(self, job_id: int | str) -> dict[str, Any]:
+        """See :meth:`pilotwms.client.Client.resubmit`."""
+        return await self.post_json(f"/api/v1/jobs/{job_id_of(job_id)}/resubmit")
 
 
 async def _chunks(f: LocalFile) -> AsyncIterator[bytes]:

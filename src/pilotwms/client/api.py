@@ -325,7 +325,8 @@ class Client:
         return MatchResult.from_json(data)
 
     def pilots(self, *, state: str | Sequence[str] | None = None) -> list[Pilot]:
-        """The pilots, newest first (``state``: running, draining, lost, gone)."""
+        """The pilots, newest first (``state``: submitted, queued, running, idle, draining,
+        finished, failed)."""
         params: dict[str, Any] = {}
         if state is not None:
             params["state"] = [state] if isinstance(state, str) else list(state)
@@ -337,6 +338,26 @@ class Client:
         params = {"constraint": constraint} if constraint else None
         data = self.get_json("/api/v1/resources", params=params)
         return [r for r in data.get("resources") or [] if isinstance(r, dict)]
+
+    # -- rescue ----------------------------------------------------------------------------
+
+    def resubmit(self, job_id: int | str) -> dict[str, Any]:
+        """Run again what failed in a finished job: the nodes of a DAG, collection or
+        parametric job that did not end DONE with exit code 0 (with a DAG's descendants of
+        them), or a failed normal job. Returns ``{id, resubmitted, released, kept}`` (the ids
+        that run again, those already WAITING, how many nodes were kept); raises
+        :class:`ConflictError` for an unfinished or fully successful job."""
+        return self.post_json(f"/api/v1/jobs/{job_id_of(job_id)}/resubmit")
+
+    # -- pilot logs ------------------------------------------------------------------------
+
+    def pilot_log(self, pilot_id: int | str, stream: str = "stdout") -> str:
+        """A pilot's own ``stdout`` or ``stderr`` as the pilot factory stored it (its last MiB;
+        a first line says when the beginning was cut off). Raises :class:`NotFoundError` when
+        none is stored."""
+        if stream not in ("stdout", "stderr"):
+            raise ClientError(f"stream {stream!r}: a pilot log is 'stdout' or 'stderr'")
+        return self.get_text(f"/api/v1/pilots/{pilot_id}/log", params={"stream": stream})
 
 
 def session_headers(token: str) -> dict[str, str]:

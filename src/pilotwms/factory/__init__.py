@@ -6,4 +6,7 @@
 - ``policy``: the sizing policy, a pure function of demand, pilots, limits and time.
 - ``ratelimit``: per-queue submission rate limit with failure back-off and pause.
 - ``backends``: batch systems (local, Slurm, HTCondor, PBS) behind one bulk interface.
+- ``server_api``: the HTTP side: demand, pilot records, batch states, pilot tokens, logs, queues.
+- ``state``: what survives a restart (``state.json``), the status report, the state lock.
+- ``daemon``: the runner: one scheduler loop over the queues (``pilotwms factory run``).
 """

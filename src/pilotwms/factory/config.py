@@ -313,10 +313,16 @@ class FactorySettings(BaseSettings):
         description="where pilot scripts and per-pilot logs are kept (one folder per queue)",
     )
     token_file: Path | None = Field(
-        None, description="file holding the factory's own token for the server"
+        None,
+        description="file holding the factory's admin token for the server "
+        "(or PILOTWMS_FACTORY_TOKEN; 'pilotwms admin token create USER --role admin')",
     )
     keep_logs_h: float = Field(
         168.0, gt=0, description="hours the logs of ended pilots are kept (lgipilot KeepJobs)"
+    )
+    name: str = Field(
+        "",
+        description="this factory's name in the server's pilot records (default: the host name)",
     )
 
     @field_validator("server_url")

@@ -232,9 +232,22 @@ def render_pilot_body(ctx: PilotScriptContext, batch_id_variable: str | None = N
         lines.append(f"export {name}={shlex.quote(value)}")
     if batch_id_variable:
         lines.append(f'export PILOTWMS_BATCH_ID="${{{batch_id_variable}:-}}"')
+    # An agent locks its work directory, and several pilots may share a node: each gets its
+    # own, under the queue's PILOTWMS_WORK_DIR if it sets one, else the job's scratch space.
+    lines.append(
+        'PILOTWMS_WORK_DIR="${PILOTWMS_WORK_DIR:-${TMPDIR:-/tmp}}/pilotwms-pilot-'
+        '${PILOTWMS_BATCH_ID:-$$}"'
+    )
+    lines.append("export PILOTWMS_WORK_DIR")
     agent = ctx.agent
     if agent is not None and agent.startswith(("http://", "https://")):
-        fetch = "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])"
+        # The server hands the zipapp to pilot tokens only: send the pilot's own.
+        fetch = (
+            "import os, sys, urllib.request as u; "
+            "r = u.Request(sys.argv[1], headers={'Authorization': "
+            "'Bearer ' + os.environ['PILOTWMS_TOKEN']}); "
+            "open(sys.argv[2], 'wb').write(u.urlopen(r, timeout=300).read())"
+        )
         complaint = shlex.quote(f"cannot fetch the agent from {agent}")
         lines += [
             'PILOT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/pilotwms-pilot.XXXXXX")',
@@ -244,7 +257,16 @@ def render_pilot_body(ctx: PilotScriptContext, batch_id_variable: str | None = N
         ]
         command = " ".join(shlex.quote(a) for a in agent_command(ctx, "@AGENT@"))
         command = command.replace("@AGENT@", '"$PILOT_TMP/agent.pyz"')
-        lines += [command, "exit $?"]
+        # The shell stays (to remove the fetched file), so it passes the batch system's
+        # SIGTERM on to the agent -- once, so that the agent drains -- and waits for it.
+        lines += [
+            f"{command} &",
+            "agent=$!",
+            "trap 'kill -TERM \"$agent\" 2>/dev/null' TERM INT HUP",
+            'wait "$agent"; rc=$?',
+            'while kill -0 "$agent" 2>/dev/null; do wait "$agent"; rc=$?; done',
+            'exit "$rc"',
+        ]
     else:
         lines.append("exec " + " ".join(shlex.quote(a) for a in agent_command(ctx)))
     return "\n".join(lines) + "\n"
@@ -280,6 +302,13 @@ class Backend(ABC):
     @abstractmethod
     def cancel(self, ids: Sequence[str]) -> None:
         """Remove pilots, queued or running. Ids that already ended are not an error."""
+
+    def drain(self, ids: Sequence[str]) -> None:
+        """Stop pilots gently: a running one's agent gets SIGTERM -- and only the agent, not
+        its jobs -- so that it drains and its jobs are requeued as shallow retries; queued ones
+        are removed. The caller ``cancel``s what is still alive long after. By default the
+        same as ``cancel`` (batch systems that signal only the job's top process)."""
+        self.cancel(ids)
 
     @abstractmethod
     def log_paths(self, batch_id: str, log_dir: Path) -> PilotLogs:

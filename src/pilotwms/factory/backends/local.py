@@ -9,16 +9,28 @@ live pilot from an unrelated process that later got the same pid.
 The wrapper waits for its id on stdin before it starts, so every file can be named after the id
 from the first byte on, and a pilot whose factory died before telling it its id simply exits.
 A pilot here never queues: it is RUNNING from the moment ``submit`` returns.
+
+The wrapper starts the agent as its child and then ignores SIGTERM itself, so ``cancel`` (one
+SIGTERM to the process group) reaches the agent exactly once -- the agent drains: its running
+jobs get their grace and are reported back for a shallow retry -- while the wrapper stays to
+record the agent's exit code. A pilot stays "cancelling" (RUNNING) as long as any process of its
+session or their descendants (jobs an agent started in sessions of their own) is alive; after
+``kill_grace_s`` they all get SIGKILL, so a stuck agent cannot outlive its cancellation.
+Each pilot gets its own work directory (``work-<id>`` under the log folder, or under
+``PILOTWMS_WORK_DIR`` when the queue's environment sets one): an agent locks its work directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pilotwms.factory.backends.base import (
@@ -34,7 +46,7 @@ from pilotwms.factory.backends.base import (
     unknown,
 )
 
-__all__ = ["WRAPPER", "LocalBackend"]
+__all__ = ["WRAPPER", "LocalBackend", "process_start_time", "processes_of"]
 
 #: $1: log folder; "$@" after shift: the agent's command line. The first stdin line is the id.
 WRAPPER = r"""
@@ -43,7 +55,12 @@ IFS= read -r id || exit 0
 dir=$1; shift
 exec </dev/null >"$dir/pilot-$id.out" 2>"$dir/pilot-$id.err"
 PILOTWMS_BATCH_ID=$id; export PILOTWMS_BATCH_ID
-"$@"
+PILOTWMS_WORK_DIR="${PILOTWMS_WORK_DIR:-$dir}/work-$id"; export PILOTWMS_WORK_DIR
+"$@" &
+agent=$!
+trap '' TERM INT HUP
+echo "$agent" >"$dir/pilot-$id.pid"
+wait "$agent"
 rc=$?
 echo "$rc" >"$dir/pilot-$id.exit.tmp" && mv "$dir/pilot-$id.exit.tmp" "$dir/pilot-$id.exit"
 exit "$rc"
@@ -69,13 +86,63 @@ def process_start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def _process_table() -> dict[int, tuple[int, int]]:
+    """``pid -> (parent pid, session id)`` of every live (non-zombie) process."""
+    table: dict[int, tuple[int, int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[3]))
+    return table
+
+
+def processes_of(sessions: Iterable[int]) -> set[int]:
+    """The live processes of the pilots' sessions and their descendants (jobs an agent started
+    in sessions of their own are still its children)."""
+    wanted = set(sessions)
+    if not wanted:
+        return set()
+    table = _process_table()
+    found = {pid for pid, (_, sid) in table.items() if sid in wanted}
+    grown = True
+    while grown:
+        more = {pid for pid, (ppid, _) in table.items() if ppid in found and pid not in found}
+        found |= more
+        grown = bool(more)
+    return found
+
+
+def _kill(pids: Iterable[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, runner: CommandRunner | None = None, log_dir: Path | None = None) -> None:
+    #: seconds a cancelled pilot gets to drain before what is left of it gets SIGKILL
+    DEFAULT_KILL_GRACE_S = 90.0
+
+    def __init__(
+        self,
+        runner: CommandRunner | None = None,
+        log_dir: Path | None = None,
+        kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(runner)
         #: where status() and cancel() look for the pilots' files (set by submit otherwise)
         self.log_dir = log_dir
+        self.kill_grace_s = kill_grace_s
+        self.clock = clock
 
     def submit(self, n: int, ctx: PilotScriptContext) -> list[str]:
         ctx.log_dir.mkdir(parents=True, exist_ok=True)
@@ -95,10 +162,11 @@ class LocalBackend(Backend):
 
     @staticmethod
     def command(ctx: PilotScriptContext) -> list[str]:
-        """The agent command: the installed package with this interpreter unless told otherwise."""
-        if ctx.agent is None and ctx.python == "python3":
-            return [sys.executable, *agent_command(ctx)[1:]]
-        return agent_command(ctx)
+        """The agent command, run by this very interpreter unless the queue names another."""
+        argv = agent_command(ctx)
+        if ctx.python == "python3":
+            argv[0] = sys.executable
+        return argv
 
     def _spawn(self, argv: Sequence[str], log_dir: Path, env: dict[str, str]) -> str:
         proc = subprocess.Popen(
@@ -137,8 +205,9 @@ class LocalBackend(Backend):
             return unknown(reason=f"{batch_id!r} is not a local pilot id")
         _reap(pid)
         files = self.log_dir / f"pilot-{batch_id}"
-        if Path(f"{files}.cancelled").exists():
-            if process_start_time(pid) == start:
+        cancelled = Path(f"{files}.cancelled")
+        if cancelled.exists():
+            if self._still_cancelling(pid, start, cancelled):
                 return PilotBatchState(BatchState.RUNNING, "cancelling")
             return PilotBatchState(BatchState.CANCELLED, "cancelled", "cancelled by the factory")
         exit_file = Path(f"{files}.exit")
@@ -159,21 +228,80 @@ class LocalBackend(Backend):
             BatchState.FAILED, "vanished", "the pilot's process ended without an exit code"
         )
 
+    def _still_cancelling(self, pid: int, start: str, marker: Path) -> bool:
+        """Whether anything of a cancelled pilot is alive; SIGKILL for it once the grace is up.
+
+        The wrapper's own pid is its session id; while the wrapper lives its start time proves
+        the session is the pilot's. Once the wrapper is gone, what is left in that session (an
+        agent that lost its wrapper) is still the pilot's: a session id is not reused while any
+        process of the session lives.
+        """
+        wrapper_alive = process_start_time(pid) == start
+        left = (
+            processes_of([pid]) if wrapper_alive or not Path(f"{marker}.done").exists() else set()
+        )
+        if not left:
+            with contextlib.suppress(OSError):
+                Path(f"{marker}.done").touch()
+            return False
+        try:
+            since = float(marker.read_text().strip() or 0.0)
+        except (OSError, ValueError):
+            since = 0.0
+        if self.clock() - since >= self.kill_grace_s:
+            _kill(left, signal.SIGKILL)
+        return True
+
     def cancel(self, ids: Sequence[str]) -> None:
+        """SIGTERM to each pilot's process group (the agent drains); see ``kill_grace_s``."""
         for batch_id in ids:
             pid, start = _split(batch_id)
             if pid is None or self.log_dir is None:
                 continue
-            if Path(f"{self.log_dir}/pilot-{batch_id}.exit").exists():
-                continue  # already ended
-            Path(f"{self.log_dir}/pilot-{batch_id}.cancelled").touch()
+            files = f"{self.log_dir}/pilot-{batch_id}"
+            if Path(f"{files}.exit").exists() or Path(f"{files}.cancelled").exists():
+                continue  # already ended, or already cancelled (its clock keeps running)
+            Path(f"{files}.cancelled").write_text(f"{self.clock()}\n")
             if process_start_time(pid) == start:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGTERM)
             _reap(pid)
 
+    def terminate(
+        self, ids: Sequence[str], grace_s: float, hurry: threading.Event | None = None
+    ) -> None:
+        """Cancel ``ids`` and wait until none of their processes is left: SIGTERM, then SIGKILL
+        after ``grace_s`` (at once when ``hurry`` is set). For a clean shutdown of ``up``."""
+        if not ids:
+            return
+        sessions = [pid for pid, _ in map(_split, ids) if pid is not None]
+        self.cancel(ids)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and not (hurry is not None and hurry.is_set()):
+            self.status(ids)  # collects the exit status of our own children (no zombies)
+            if not processes_of(sessions):
+                break
+            time.sleep(0.1)
+        for _ in range(50):
+            left = processes_of(sessions)
+            if not left:
+                break
+            _kill(left, signal.SIGKILL)
+            self.status(ids)
+            time.sleep(0.1)
+        self.status(ids)
+
     def log_paths(self, batch_id: str, log_dir: Path) -> PilotLogs:
         return PilotLogs(log_dir / f"pilot-{batch_id}.out", log_dir / f"pilot-{batch_id}.err")
+
+    def forget(self, batch_id: str, log_dir: Path) -> None:
+        """Remove an ended pilot's files and its work directory."""
+        for suffix in (".out", ".err", ".exit", ".pid", ".cancelled", ".cancelled.done"):
+            with contextlib.suppress(OSError):
+                (log_dir / f"pilot-{batch_id}{suffix}").unlink()
+        work = log_dir / f"work-{batch_id}"
+        if work.is_dir():
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _split(batch_id: str) -> tuple[int | None, str]:

@@ -182,5 +182,21 @@ class SlurmBackend(Backend):
         if not done.ok and "Invalid job id" not in done.stderr:
             raise BackendError(self.name, done.describe())
 
+    def drain(self, ids: Sequence[str]) -> None:
+        """Pending pilots are cancelled; running ones get ``scancel --batch --signal=TERM``,
+        which reaches the batch shell -- the agent, which the pilot script ``exec``s -- and
+        not its jobs (a plain ``scancel`` signals every process of the job, so the jobs would
+        die with the pilot instead of being drained and requeued)."""
+        if not ids:
+            return
+        states = self.status(ids)
+        queued = [i for i in ids if states[i].state is BatchState.QUEUED]
+        running = [i for i in ids if states[i].state is BatchState.RUNNING]
+        self.cancel(queued)
+        if running:
+            done = self._run(["scancel", "--batch", "--signal=TERM", *running])
+            if not done.ok and "Invalid job id" not in done.stderr:
+                raise BackendError(self.name, done.describe())
+
     def log_paths(self, batch_id: str, log_dir: Path) -> PilotLogs:
         return PilotLogs(log_dir / f"pilot-{batch_id}.out", log_dir / f"pilot-{batch_id}.err")

@@ -27,12 +27,16 @@ def list_pilots(
     principal: UserPrincipal,
     services: ServicesDep,
     state: Annotated[
-        list[str] | None, Query(description="Repeatable: running, draining, lost, gone")
+        list[str] | None,
+        Query(
+            description="Repeatable: submitted, queued, running, idle, draining, finished, failed"
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
-    """Pilots, newest first: id, queue, site, batch job id, version, state, last heartbeat,
-    jobs run, jobs running now and the slot ad."""
+    """Pilots, newest first: id, queue, site, backend, batch id, version, state and reason,
+    submission, registration and last heartbeat times, jobs run, jobs running now, the logs
+    stored and the slot ad."""
     with services.db.read() as conn:
         return {"pilots": pilots.list_pilots(conn, states=state or (), limit=limit)}
 

@@ -8,22 +8,43 @@ valid token (content-addressed sandbox files, which users upload and pilots fetc
 A route declares its policy by depending on ``authorize(policy)``; ``route_policy`` reads it
 back so that the app factory can refuse undeclared routes and a test can enumerate them.
 Pilot tokens get 403 on user routes: a stolen pilot token cannot read anyone's jobs.
+
+Pilot tokens that were found valid are remembered for :data:`TOKEN_CACHE_S` seconds (per app,
+by the token's hash), so that a pilot streaming short jobs, which calls the server many times a
+second, does not cost a database query each time, and the check runs in the event loop instead
+of a worker thread. The price is bounded: the revocation or expiry of a pilot token takes effect
+at most :data:`TOKEN_CACHE_S` seconds later. User and admin tokens are checked on every request
+(their revocation is immediate); unknown, revoked and expired tokens are never cached.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import BaseRoute
 
 from pilotwms.core.errors import Forbidden, Unauthenticated
-from pilotwms.server.api.services import Services, get_services
-from pilotwms.server.logic.accounts import Principal, Role, authenticate, touch_token
+from pilotwms.server.api.services import Services
+from pilotwms.server.logic.accounts import (
+    Principal,
+    Role,
+    authenticate,
+    hash_token,
+    touch_token,
+)
+
+TOKEN_CACHE_S = 5.0
+"""How long a valid token is trusted without asking the database: the longest a revocation
+takes to take effect."""
+_TOKEN_CACHE_MAX = 4096
 
 
 class Policy(StrEnum):
@@ -44,8 +65,61 @@ ALLOWED_ROLES: dict[Policy, frozenset[Role]] = {
 _bearer = HTTPBearer(auto_error=False, description="A token from 'pilotwms admin token create'")
 
 
+class TokenCache:
+    """Principals of tokens recently found valid, each trusted until a monotonic deadline."""
+
+    def __init__(self, ttl: float = TOKEN_CACHE_S, max_entries: int = _TOKEN_CACHE_MAX) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if time.monotonic() >= entry[1]:
+                del self._entries[digest]
+                return None
+            return entry[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # rare (thousands of live tokens); refilled on demand
+            self._entries[digest] = (principal, time.monotonic() + self.ttl)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def token_cache(request: Request) -> TokenCache:
+    """The app's token cache (made on first use)."""
+    state = request.app.state
+    cache: TokenCache | None = getattr(state, "token_cache", None)
+    if cache is None:
+        cache = state.token_cache = TokenCache()
+    return cache
+
+
+def _check_token(services: Services, cache: TokenCache, digest: str, token: str) -> Principal:
+    """Ask the database about a token (in a worker thread) and remember a valid pilot token."""
+    with services.db.read() as conn:
+        principal, due = authenticate(conn, token)
+    if due:
+        with services.db.write() as conn:
+            touch_token(conn, principal.token_id)
+    if principal.role == Role.PILOT:
+        cache.put(digest, principal)
+    return principal
+
+
 class Authorize:
-    """The dependency that enforces one policy and yields the caller (``None`` if public)."""
+    """The dependency that enforces one policy and yields the caller (``None`` if public).
+
+    It runs in the event loop: a token in the cache costs no thread hop and no query."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -53,21 +127,22 @@ class Authorize:
     def __repr__(self) -> str:
         return f"Authorize({self.policy.value})"
 
-    def __call__(
+    async def __call__(
         self,
         request: Request,
-        services: Annotated[Services, Depends(get_services)],
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal | None:
         if self.policy == Policy.PUBLIC:
             return None
         if credentials is None or not credentials.credentials:
             raise Unauthenticated("this route needs a bearer token (Authorization: Bearer <token>)")
-        with services.db.read() as conn:
-            principal, due = authenticate(conn, credentials.credentials)
-        if due:
-            with services.db.write() as conn:
-                touch_token(conn, principal.token_id)
+        token = credentials.credentials
+        digest = hash_token(token)
+        cache = token_cache(request)
+        principal = cache.get(digest)
+        if principal is None:
+            services: Services = request.app.state.services
+            principal = await anyio.to_thread.run_sync(_check_token, services, cache, digest, token)
         if principal.role not in ALLOWED_ROLES[self.policy]:
             raise Forbidden(
                 f"a {principal.role.value} token cannot use {request.method} "

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from fastapi import Request
 
 from pilotwms.core.settings import ServerSettings
 from pilotwms.server.blobstore import BlobStore
 from pilotwms.server.db import Database, utcnow
+from pilotwms.server.logic.agent_releases import AgentReleases
 from pilotwms.server.logic.attempts import RetryCaps
 from pilotwms.server.logic.dispatch import Dispatcher
 from pilotwms.server.logic.submission import SubmitOptions
@@ -26,9 +26,8 @@ class Services:
     metrics: Metrics
     #: The task-queue index and the hand-out (``None`` only in apps built without a lifespan).
     dispatcher: Dispatcher | None = None
-    #: The agent zipapp built at start, and its version.
-    agent_path: Path | None = None
-    agent_version: str = ""
+    #: The agent zipapp served to pilots (built at start, replaceable at run time).
+    agents: AgentReleases | None = None
     #: When this server process started (leases do not count the time it was down).
     started_at: datetime = field(default_factory=utcnow)
 
@@ -39,6 +38,11 @@ class Services:
     @property
     def retry_caps(self) -> RetryCaps:
         return RetryCaps(self.settings.max_retry_count, self.settings.max_shallow_retry_count)
+
+    @property
+    def agent_version(self) -> str:
+        """The version of the agent served now (every other version is drained)."""
+        return self.agents.version if self.agents is not None else ""
 
     def jobs_changed(self, tq_ids: set[int], released: dict[str, int] | None = None) -> None:
         """Tell the dispatcher that jobs of these task queues changed (after the commit)."""

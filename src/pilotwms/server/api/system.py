@@ -30,8 +30,14 @@ def health(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/api/v1/version", dependencies=[PUBLIC])
-def version() -> dict[str, Any]:
-    return {"version": __version__, "api": "v1", "schema": head_revision()}
+def version(services: ServicesDep) -> dict[str, Any]:
+    """The server's version, its API and schema, and the version of the agent it serves."""
+    return {
+        "version": __version__,
+        "api": "v1",
+        "schema": head_revision(),
+        "agent_version": services.agent_version,
+    }
 
 
 @router.get("/metrics", dependencies=[PUBLIC], include_in_schema=False)

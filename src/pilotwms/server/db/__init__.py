@@ -10,9 +10,11 @@ from pilotwms.server.db.events import job_events
 from pilotwms.server.db.jobs import dag_edges, jobs, task_queues
 from pilotwms.server.db.metadata import metadata, utcnow
 from pilotwms.server.db.pilots import (
+    agent_releases,
     attempts,
     factory_queues,
     job_commands,
+    pilot_logs,
     pilot_reports,
     pilots,
 )
@@ -20,6 +22,7 @@ from pilotwms.server.db.sandboxes import job_inputs, job_outputs
 
 __all__ = [
     "Database",
+    "agent_releases",
     "attempts",
     "dag_edges",
     "factory_queues",
@@ -29,6 +32,7 @@ __all__ = [
     "job_outputs",
     "jobs",
     "metadata",
+    "pilot_logs",
     "pilot_reports",
     "pilots",
     "task_queues",

@@ -1,14 +1,16 @@
-"""Pilots, the attempts they run, the commands waiting for them, the reports they sent and the
-factory queues they come from.
+"""Pilots, the attempts they run, the commands waiting for them, the reports they sent, the
+factory queues they come from, their own logs and the agent releases the server serves.
 
-The pilot protocol (registration, leases, heartbeats) fills these tables; the server side of job
-management already uses ``job_commands`` to ask a pilot to kill a cancelled job.
+The pilot factory creates a pilot's row when it submits the batch job (state ``submitted``); the
+pilot protocol (registration, leases, heartbeats) fills it in once the agent starts. The server
+side of job management uses ``job_commands`` to ask a pilot to kill a cancelled job.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -34,8 +37,11 @@ pilots = Table(
     Column("batch_job_id", String(256)),
     Column("version", String(64)),
     Column("ad", JSON),
+    # submitted, queued (factory rows not registered yet), running, draining (registered and
+    # alive), finished, failed (ended); "idle" is derived: running with no attempt.
     Column("state", String(16), nullable=False),
-    Column("registered_at", UTCDateTime, nullable=False),
+    # Null until the agent registers (a row the factory created at submission).
+    Column("registered_at", UTCDateTime),
     Column("last_heartbeat_at", UTCDateTime),
     Column("lease_expires_at", UTCDateTime),
     Column("jobs_run", Integer, nullable=False, server_default="0"),
@@ -45,7 +51,15 @@ pilots = Table(
     Column("drain_reason", Text),
     Column("drain_grace_s", Float),
     Column("drain_sent", Boolean, nullable=False, server_default="0"),
+    # Filled by the pilot factory when it submits the batch job.
+    Column("submitted_at", UTCDateTime),
+    Column("backend", String(64)),
+    Column("factory", String(256)),
+    Column("log_paths", JSON),
+    Column("ended_at", UTCDateTime),
     Index("ix_pilots_state_lease_expires_at", "state", "lease_expires_at"),
+    Index("ix_pilots_queue_batch_job_id", "queue", "batch_job_id"),
+    Index("ix_pilots_ended_at", "ended_at"),
 )
 
 # One try at running a job on a pilot; reports name their attempt so stale ones are refused.
@@ -113,4 +127,33 @@ factory_queues = Table(
     Column("name", String(256), primary_key=True),
     Column("ad", JSON, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+# A pilot's own stdout and stderr (the tail the factory uploads from the batch system's files),
+# in the database so that every server replica can serve them.
+pilot_logs = Table(
+    "pilot_logs",
+    metadata,
+    Column("pilot_id", IdType, ForeignKey("pilots.id", ondelete="CASCADE"), primary_key=True),
+    Column("stream", String(16), primary_key=True),
+    Column("content", LargeBinary, nullable=False),
+    # Bytes the log file had; more than stored when only its tail is kept.
+    Column("total_bytes", BigInteger, nullable=False),
+    Column("truncated", Boolean, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The agent zipapps installed at run time (the blob store holds the bytes by digest); the newest
+# row is the agent every server replica serves and every pilot is upgraded to.
+agent_releases = Table(
+    "agent_releases",
+    metadata,
+    Column("id", IdType, Identity(), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("installed_at", UTCDateTime, nullable=False),
+    # "built-in" for the agent of the server's own package, else the administrator.
+    Column("installed_by", String(256), nullable=False),
 )

@@ -4,7 +4,7 @@ A pilot renews its lease with every heartbeat. :func:`expire_leases` asks ``retr
 attempts expired (the pilot silent for longer than the lease, or heartbeating without listing
 the attempt for that long) and ends each as ``lease_expired``: a shallow retry if the payload
 never started, a deep one if it did, ABORTED past the limits. Pilots silent past the lease are
-marked ``lost``, so their next call gets 404 and they register again.
+marked ``failed`` ("lease expired"), so their next call gets 404 and they register again.
 
 The server does not blame pilots for its own downtime: times before ``not_before`` (the start
 of this server process) count as that moment, so pilots get a full lease after a restart to
@@ -28,7 +28,7 @@ from pilotwms.server.logic.attempts import (
     job_for_update,
     refresh_parents,
 )
-from pilotwms.server.logic.pilots import GONE, LIVE_STATES, LOST, mark_left
+from pilotwms.server.logic.pilots import FAILED, FINISHED, LIVE_STATES, mark_left
 from pilotwms.server.logic.retries import AttemptEnd, EndStatus, LiveAttempt, expired_attempts
 
 _ACTIVE = [s.value for s in ACTIVE]
@@ -65,6 +65,7 @@ def _end_lost(
     caps: RetryCaps,
     effects: Effects,
     now: datetime,
+    status: EndStatus = EndStatus.LEASE_EXPIRED,
 ) -> bool:
     job = job_for_update(conn, job_id)
     if not is_current(job, number):
@@ -74,9 +75,7 @@ def _end_lost(
     ).first()
     if attempt is None or attempt.finished_at is not None:
         return False
-    end = AttemptEnd(
-        EndStatus.LEASE_EXPIRED, payload_started=attempt.payload_started, reason=reason
-    )
+    end = AttemptEnd(status, payload_started=attempt.payload_started, reason=reason)
     end_attempt(conn, job, attempt, end, source="server", caps=caps, effects=effects, now=now)
     return True
 
@@ -90,7 +89,7 @@ def expire_leases(
     not_before: datetime,
     now: datetime | None = None,
 ) -> list[tuple[int, int]]:
-    """End every expired attempt (requeue or abort) and mark silent pilots lost; returns the
+    """End every expired attempt (requeue or abort) and mark silent pilots failed; returns the
     ``(job_id, attempt)`` pairs ended."""
     now = now or utcnow()
     floor = not_before.timestamp()
@@ -121,7 +120,8 @@ def expire_leases(
             )
         ).all()
         for (pilot_id,) in silent:
-            mark_left(conn, pilot_id, LOST, f"lease expired: no heartbeat for {lease_s:g} s")
+            why = f"lease expired: no heartbeat for {lease_s:g} s"
+            mark_left(conn, pilot_id, FAILED, why, now=now)
     return ended
 
 
@@ -134,14 +134,36 @@ def release_pilot(
     effects: Effects,
     now: datetime | None = None,
 ) -> list[tuple[int, int]]:
-    """The pilot deregistered: mark it gone and end the attempts it still holds as lost (their
-    reports, if any, were sent before); returns the ``(job_id, attempt)`` pairs ended."""
+    """The pilot deregistered: mark it finished and end the attempts it still holds as lost
+    (their reports, if any, were sent before); returns the ``(job_id, attempt)`` pairs ended."""
     now = now or utcnow()
-    mark_left(conn, pilot_id, GONE, reason or "deregistered")
+    mark_left(conn, pilot_id, FINISHED, reason or "deregistered", now=now)
+    return release_attempts(
+        conn, pilot_id, reason or "deregistered", caps=caps, effects=effects, now=now
+    )
+
+
+def release_attempts(
+    conn: Connection,
+    pilot_id: int,
+    reason: str,
+    *,
+    caps: RetryCaps,
+    effects: Effects,
+    now: datetime | None = None,
+    status: EndStatus = EndStatus.LEASE_EXPIRED,
+) -> list[tuple[int, int]]:
+    """End the attempts an ended pilot still holds: as for a lost lease (a deep retry once
+    the payload started), or with ``status`` ``drained`` as a shallow retry (the batch system
+    took the pilot away: the pilot failed, not the payload); returns the ``(job_id,
+    attempt)`` pairs ended."""
+    now = now or utcnow()
     ended: list[tuple[int, int]] = []
     for r in _live_attempts(conn, pilot_id):
-        why = f"pilot {pilot_id} left without reporting the job ({reason or 'deregistered'})"
-        if _end_lost(conn, r.job_id, r.number, why, caps=caps, effects=effects, now=now):
+        why = f"pilot {pilot_id} left without reporting the job ({reason})"
+        if _end_lost(
+            conn, r.job_id, r.number, why, caps=caps, effects=effects, now=now, status=status
+        ):
             ended.append((r.job_id, r.number))
     refresh_parents(conn, effects)
     return ended
@@ -157,4 +179,4 @@ def prune_reports(conn: Connection, *, before: datetime) -> int:
     return int(result.rowcount or 0)
 
 
-__all__ = ["expire_leases", "prune_reports", "release_pilot"]
+__all__ = ["expire_leases", "prune_reports", "release_attempts", "release_pilot"]
