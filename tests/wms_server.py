@@ -58,8 +58,34 @@ def fresh_database(kind: str, directory: Path) -> Iterator[ThrowawayDatabase]:
             "postgres", base.set(database=name).render_as_string(hide_password=False)
         )
     finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        drop_database(admin_dsn, name)
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop a throw-away database even if a test left connections to it open.
+
+    ``WITH (FORCE)`` ends our own leftover sessions; it is refused when another role's process
+    is in the database (an autovacuum worker, whose owner our role may not signal). A plain
+    ``DROP DATABASE`` does end autovacuum workers itself, so that is the fallback, retried while
+    the worker winds down.
+    """
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        try:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 @dataclass
