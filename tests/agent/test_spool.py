@@ -119,3 +119,41 @@ def test_batches_and_unreadable_files(tmp_path: Path) -> None:
     assert sizes == [2, 2, 1]
     assert (tmp_path / "000000000100-broken.bad").exists()
     assert [json.loads(json.dumps(r))["n"] for r in server.seen.values()] == [0, 1, 2, 3, 4]
+
+
+def test_an_end_replaces_the_pending_progress_reports_of_its_attempt(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.add({"job_id": "a", "attempt": 1, "type": "started"})
+    spool.add({"job_id": "a", "attempt": 1, "type": "payload_started"})
+    other = spool.add({"job_id": "b", "attempt": 1, "type": "started"})
+    older = spool.add({"job_id": "a", "attempt": 0, "type": "started"})
+    peek = spool.add({"job_id": "a", "attempt": 1, "type": "peek", "stdout_tail": "x"})
+    end = spool.add(
+        {"job_id": "a", "attempt": 1, "type": "finished", "status": "done", "payload_started": True}
+    )
+    # The end implies the start and the payload start; other attempts and peeks are untouched.
+    assert [r["report_id"] for r in spool.pending()] == [other, older, peek, end]
+    server = FakeServer()
+    assert spool.flush(server.send) == 4 and len(spool) == 0
+
+
+def test_a_progress_report_already_sent_is_acknowledged_as_usual(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    started = spool.add({"job_id": "a", "attempt": 1, "type": "started"})
+    in_flight = spool.pending()  # a flush thread took it...
+    end = spool.add({"job_id": "a", "attempt": 1, "type": "finished", "status": "done"})
+    server = FakeServer()
+    results = server.send(in_flight)  # ...and the server answers after the end was made
+    assert spool.remove([r["report_id"] for r in results]) == 0
+    assert [r["report_id"] for r in spool.pending()] == [end]
+    assert spool.flush(server.send) == 1
+    assert list(server.seen) == [started, end]
+
+
+def test_a_refused_attempt_keeps_nothing_implied(tmp_path: Path) -> None:
+    # A refused attempt never started, so its end implies no progress; should progress reports
+    # exist (they do not, in the agent), they are sent as made.
+    spool = Spool(tmp_path / "spool")
+    started = spool.add({"job_id": "a", "attempt": 1, "type": "started"})
+    end = spool.add({"job_id": "a", "attempt": 1, "type": "finished", "status": "refused"})
+    assert [r["report_id"] for r in spool.pending()] == [started, end]

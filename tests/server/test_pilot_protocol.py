@@ -322,6 +322,48 @@ def test_a_batch_of_finished_reports_ends_every_attempt_and_repeats_are_duplicat
     assert set(again.values()) == {"duplicate"}
 
 
+def test_an_end_alone_implies_the_start_and_keeps_the_whole_history(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    # A short job's progress reports may never be sent: the end stands for them.
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    deep, shallow = (submit(alice, tagged_jdl(tag))["id"] for _ in range(2))
+    specs = {int(s["job_id"]): s for s in pilot.work(max_jobs=2)}
+    outcomes = pilot.reports(
+        [
+            {
+                "report_id": secrets.token_hex(16),
+                "job_id": specs[deep]["job_id"],
+                "attempt": specs[deep]["attempt"],
+                "type": "finished",
+                "status": "done",
+                "exit_code": 0,
+                "payload_started": True,
+            },
+            {
+                "report_id": secrets.token_hex(16),
+                "job_id": specs[shallow]["job_id"],
+                "attempt": specs[shallow]["attempt"],
+                "type": "finished",
+                "status": "setup_failed",
+                "reason": "input sandbox: no such file",
+                "payload_started": False,
+            },
+        ]
+    )
+    assert [o["outcome"] for o in outcomes] == ["accepted", "accepted"]
+    status = job_state(alice, deep)
+    assert (status["state"], status["done_code"], status["exit_code"]) == ("DONE", "ok", 0)
+    events = [e["event"] for e in alice.get(f"/api/v1/jobs/{deep}/events").json()["events"]]
+    assert events[events.index("Match") :] == ["Match", "Running", "ReallyRunning", "Done"]
+    # Set-up failed before the payload: started, never ReallyRunning, a shallow retry.
+    status = job_state(alice, shallow)
+    assert (status["state"], status["shallow_retries_used"]) == ("WAITING", 1)
+    events = [e["event"] for e in alice.get(f"/api/v1/jobs/{shallow}/events").json()["events"]]
+    assert "Running" in events and "ReallyRunning" not in events
+
+
 def test_refused_job_is_requeued_without_counting_a_retry(
     server: RunningServer, pilot_token: str, alice: httpx.Client
 ) -> None:
@@ -332,6 +374,9 @@ def test_refused_job_is_requeued_without_counting_a_retry(
     pilot.report(spec, "finished", status="refused", reason="does not fit")
     status = job_state(alice, job)
     assert status["state"] == "WAITING"
+    # A refused attempt never started: its end implies no start.
+    events = [e["event"] for e in alice.get(f"/api/v1/jobs/{job}/events").json()["events"]]
+    assert "Running" not in events
     assert (status["retries_used"], status["shallow_retries_used"]) == (0, 0)
     assert pilot.work()[0]["attempt"] == 2
 

@@ -11,6 +11,10 @@ itself goes down, its jobs die with it and the server retries them after the lea
 fsync per job would cap the throughput of short jobs for no gain. ``fsync=True`` is there for
 set-ups where the spool outlives the node (a shared file system).
 
+A ``finished`` report replaces the progress reports of its attempt that are still pending: the
+server takes the end as implying them (the protocol document), so a short job that ended before its
+``started`` and ``payload_started`` went out costs one report, not three.
+
 Reports are sent in creation order and forgotten only once the server answered for them; the
 server deduplicates by ``report_id``, so sending one twice after a crash between "sent" and
 "forgotten" is harmless. This is how a pilot keeps its results while the server is down.
@@ -35,6 +39,9 @@ FINAL_OUTCOMES = ("accepted", "duplicate", "stale")
 DURABLE_TYPES = ("finished",)
 """Report types written to disk."""
 
+IMPLIED_TYPES = ("started", "payload_started")
+"""Progress reports that the attempt's ``finished`` report implies (and replaces if pending)."""
+
 
 def new_report_id() -> str:
     """A fresh report id: 128 random bits in hex (a uuid4's length), so ids from different
@@ -55,6 +62,8 @@ class Spool:
         # sequence number -> (report, file or None); dicts keep insertion order.
         self._pending: Dict[int, "tuple[Dict[str, Any], Optional[Path]]"] = {}
         self._ids: Dict[str, int] = {}
+        # (job id, attempt) -> sequence numbers of its pending progress reports.
+        self._progress: Dict["tuple[str, str]", List[int]] = {}
         self._seq = 0
         self._load()
 
@@ -91,6 +100,7 @@ class Spool:
         report_id = str(report["report_id"])
         durable = report.get("type") in DURABLE_TYPES
         data = json.dumps(report, sort_keys=True).encode("utf-8") if durable else b""
+        attempt = (str(report.get("job_id")), str(report.get("attempt")))
         with self._lock:
             if report_id in self._ids:
                 return report_id
@@ -99,9 +109,21 @@ class Spool:
             if durable:
                 path = self.directory / f"{self._seq:012d}-{report_id}{self.SUFFIX}"
                 self._write(path, data)
+                if report.get("status") != "refused":  # a refused attempt never started
+                    self._drop_progress(attempt)
+            elif report.get("type") in IMPLIED_TYPES:
+                self._progress.setdefault(attempt, []).append(self._seq)
             self._pending[self._seq] = (report, path)
             self._ids[report_id] = self._seq
         return report_id
+
+    def _drop_progress(self, attempt: "tuple[str, str]") -> None:
+        """Forget the attempt's pending progress reports (under the lock). One already on its
+        way to the server is answered as usual; if that send fails, the end still says it."""
+        for seq in self._progress.pop(attempt, ()):
+            entry = self._pending.pop(seq, None)
+            if entry is not None:
+                self._ids.pop(str(entry[0]["report_id"]), None)
 
     def _write(self, final: Path, data: bytes) -> None:
         tmp = final.with_suffix(".tmp")
@@ -136,8 +158,16 @@ class Spool:
                 seq = self._ids.pop(report_id, None)
                 if seq is None:
                     continue
-                _, path = self._pending.pop(seq)
+                report, path = self._pending.pop(seq)
                 removed += 1
+                if path is None and report.get("type") in IMPLIED_TYPES:
+                    key = (str(report.get("job_id")), str(report.get("attempt")))
+                    seqs = self._progress.get(key)
+                    if seqs is not None:
+                        with contextlib.suppress(ValueError):
+                            seqs.remove(seq)
+                        if not seqs:
+                            del self._progress[key]
                 if path is not None:
                     with contextlib.suppress(FileNotFoundError):
                         path.unlink()

@@ -570,20 +570,25 @@ def _apply_starts(
     now: datetime,
 ) -> None:
     """READY -> RUNNING for every attempt reported started, and the payload token for every
-    one reported payload-started, in a few statements for the whole batch."""
-    starting: dict[int, list[int]] = {}  # attempt number -> job ids
-    payload: dict[int, list[int]] = {}
-    for _, job_id, number, kind, _ in accepted:
+    one reported payload-started, in a few statements for the whole batch.
+
+    A ``finished`` report implies the progress reports before it (the start, and the payload
+    start when it says ``payload_started``), except a ``refused`` one, which never started: an
+    agent whose short job ended before its progress reports went out sends the end alone, and
+    the history still shows every step.
+    """
+    starting: dict[int, dict[int, None]] = {}  # attempt number -> job ids (ordered, unique)
+    payload: dict[int, dict[int, None]] = {}
+    for _, job_id, number, kind, report in accepted:
         job, attempt = held[(job_id, number)]
-        if kind in ("started", "payload_started") and job.state == S.READY.value:
-            ids = starting.setdefault(number, [])
-            if job_id not in ids:
-                ids.append(job_id)
-        if kind == "payload_started" and not attempt.payload_started:
-            ids = payload.setdefault(number, [])
-            if job_id not in ids:
-                ids.append(job_id)
-    for number, job_ids in starting.items():
+        ended = kind == "finished" and report.get("status") != EndStatus.REFUSED.value
+        if (ended or kind in ("started", "payload_started")) and job.state == S.READY.value:
+            starting.setdefault(number, {})[job_id] = None
+        payload_now = kind == "payload_started" or (ended and report.get("payload_started") is True)
+        if payload_now and not attempt.payload_started:
+            payload.setdefault(number, {})[job_id] = None
+    for number, started in starting.items():
+        job_ids = list(started)
         apply_transitions(
             conn,
             job_ids,
@@ -601,7 +606,8 @@ def _apply_starts(
             for j in job_ids
             if held[(j, number)][0].parent_id is not None
         )
-    for number, job_ids in payload.items():
+    for number, started in payload.items():
+        job_ids = list(started)
         ids = [held[(j, number)][1].id for j in job_ids]
         conn.execute(update(attempts).where(attempts.c.id.in_(ids)).values(payload_started=True))
         record_event(
