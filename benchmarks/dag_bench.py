@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import signal
-import subprocess
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
-from throughput_bench import start_agent, start_server
+from throughput_bench import server_and_pilot
 
 TARGET = 200.0
 DAGMAN_DEFAULT = 20.0
@@ -93,24 +89,10 @@ def main() -> None:
 
     dag, edges, layers = layered_dag(args.nodes, args.width, args.fan_in)
     flat = parametric(args.nodes)
-    with tempfile.TemporaryDirectory(prefix="pilotwms-dag-") as tmp:
-        server, url, user_token, pilot_token = start_server(Path(tmp) / "server")
-        agent = start_agent(url, pilot_token, Path(tmp) / "pilot", cores=2)
-        try:
-            with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {user_token}"}, timeout=120
-            ) as client:
-                run_once(client, layered_dag(20, 5, 2)[0])  # warm-up: pilot registered
-                t_flat, s_flat = min(run_once(client, flat) for _ in range(args.rounds))
-                t_dag, s_dag = min(run_once(client, dag) for _ in range(args.rounds))
-        finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-            server.terminate()
-            server.wait(timeout=60)
+    with server_and_pilot("pilotwms-dag-") as client:
+        run_once(client, layered_dag(20, 5, 2)[0])  # warm-up: pilot registered
+        t_flat, s_flat = min(run_once(client, flat) for _ in range(args.rounds))
+        t_dag, s_dag = min(run_once(client, dag) for _ in range(args.rounds))
     flat_rate = args.nodes / t_flat
     dag_rate = args.nodes / t_dag
     per_edge_ms = (t_dag - t_flat) / edges * 1000 if edges else 0.0

@@ -17,6 +17,7 @@ Run with ``.venv/bin/python benchmarks/throughput_bench.py``. Prints, never asse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -115,6 +117,30 @@ def start_agent(url: str, token: str, workdir: Path, *, cores: int) -> subproces
     return subprocess.Popen(command, env=env)
 
 
+@contextlib.contextmanager
+def server_and_pilot(prefix: str, *, cores: int = 2) -> Iterator[httpx.Client]:
+    """A server on SQLite and one pilot agent with ``cores`` slots, both in a temporary
+    directory named ``prefix...``; yields a user's client of the server and stops both (and
+    removes the directory) on leaving."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        server, url, user_token, pilot_token = start_server(workdir / "server")
+        agent = start_agent(url, pilot_token, workdir / "pilot", cores=cores)
+        try:
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {user_token}"}, timeout=120
+            ) as client:
+                yield client
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            try:
+                agent.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+            server.terminate()
+            server.wait(timeout=60)
+
+
 def wait_done(
     client: httpx.Client, job_id: int, *, timeout: float = 600.0, interval: float = 0.01
 ) -> dict:
@@ -178,37 +204,23 @@ def main() -> None:
 
     a = floor(args.jobs)
     print(f"(a) floor: {args.jobs} /bin/true on 2 threads: {a:,.0f} jobs/s")
-    with tempfile.TemporaryDirectory(prefix="pilotwms-throughput-") as tmp:
-        server, url, user_token, pilot_token = start_server(Path(tmp) / "server")
-        agent = start_agent(url, pilot_token, Path(tmp) / "pilot", cores=2)
-        try:
-            with httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {user_token}"}, timeout=120
-            ) as client:
-                through_server(client, 20)  # warm-up: the pilot registered, caches filled
-                b = through_server(client, args.jobs)
-                print(
-                    f"(b) {args.jobs} JDL jobs, 1 pilot with 2 slots, SQLite: {b:,.0f} jobs/s; "
-                    f"b/a = {b / a:.2f} (target >= 0.5)"
-                )
-                matched, started = latencies(client, args.latency_jobs)
-                p50 = statistics.median(started) * 1000
-                print(
-                    f"(c) submit-to-start latency over {len(started)} jobs on an idle pilot: "
-                    f"p50 {p50:.1f} ms, p95 {percentile(started, 0.95) * 1000:.1f} ms; "
-                    f"p50/target = {p50 / LATENCY_TARGET_MS:.2f} "
-                    f"(target p50 <= {LATENCY_TARGET_MS:g} ms); "
-                    f"submit-to-hand-out p50 {statistics.median(matched) * 1000:.1f} ms, "
-                    f"p95 {percentile(matched, 0.95) * 1000:.1f} ms"
-                )
-        finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-            server.terminate()
-            server.wait(timeout=60)
+    with server_and_pilot("pilotwms-throughput-") as client:
+        through_server(client, 20)  # warm-up: the pilot registered, caches filled
+        b = through_server(client, args.jobs)
+        print(
+            f"(b) {args.jobs} JDL jobs, 1 pilot with 2 slots, SQLite: {b:,.0f} jobs/s; "
+            f"b/a = {b / a:.2f} (target >= 0.5)"
+        )
+        matched, started = latencies(client, args.latency_jobs)
+        p50 = statistics.median(started) * 1000
+        print(
+            f"(c) submit-to-start latency over {len(started)} jobs on an idle pilot: "
+            f"p50 {p50:.1f} ms, p95 {percentile(started, 0.95) * 1000:.1f} ms; "
+            f"p50/target = {p50 / LATENCY_TARGET_MS:.2f} "
+            f"(target p50 <= {LATENCY_TARGET_MS:g} ms); "
+            f"submit-to-hand-out p50 {statistics.median(matched) * 1000:.1f} ms, "
+            f"p95 {percentile(matched, 0.95) * 1000:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from wms_server import (
     ThrowawayDatabase,
     fresh_database,
     make_settings,
-    start_server,
+    serving,
 )
 
 
@@ -37,11 +37,14 @@ def server(
     database: ThrowawayDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """One running server per module and database kind."""
-    running = start_server(make_settings(database, tmp_path_factory.mktemp("server")))
-    try:
+    with serving(make_settings(database, tmp_path_factory.mktemp("server"))) as running:
         yield running
-    finally:
-        running.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(server: RunningServer) -> httpx.Client:
+    """A client of an administrator."""
+    return server.user_client(admin=True)
 
 
 @pytest.fixture

@@ -190,6 +190,25 @@ def start_server(settings: Any, *, verify: Any = True, port: int = 0) -> Running
     return RunningServer(base_url, settings, db, server, thread, verify)
 
 
+@contextlib.contextmanager
+def serving(settings: Any, **kwargs: Any) -> Iterator[RunningServer]:
+    """A server started with :func:`start_server`, stopped on leaving the block."""
+    running = start_server(settings, **kwargs)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+#: Short protocol timings for servers whose pilots are test clients: leases and long polls end
+#: within seconds (a module adds its own ``lease_timeout_s``).
+PROTOCOL_TIMINGS: dict[str, Any] = {
+    "heartbeat_interval_s": 0.5,
+    "work_max_wait_s": 2.0,
+    "task_queue_resync_s": 1.0,
+}
+
+
 def make_settings(database: ThrowawayDatabase, data_dir: Path, **overrides: Any) -> Any:
     from pilotwms.core.settings import ServerSettings
 

@@ -25,7 +25,7 @@ from wms_server import (
     advance,
     fresh_database,
     make_settings,
-    start_server,
+    serving,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +36,11 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with fresh_database("sqlite", tmp_path_factory.mktemp("cli-db")) as database:
-        running = start_server(make_settings(database, tmp_path_factory.mktemp("cli-server")))
-        try:
-            yield running
-        finally:
-            running.stop()
+    with (
+        fresh_database("sqlite", tmp_path_factory.mktemp("cli-db")) as database,
+        serving(make_settings(database, tmp_path_factory.mktemp("cli-server"))) as running,
+    ):
+        yield running
 
 
 @pytest.fixture
@@ -360,12 +359,11 @@ E2E_SETTINGS = {
 @pytest.fixture
 def e2e_server(tmp_path: Path) -> Iterator[RunningServer]:
     """A server of its own: the agent must not take the jobs of the other tests."""
-    with fresh_database("sqlite", tmp_path / "e2e-db") as database:
-        running = start_server(make_settings(database, tmp_path / "e2e-server", **E2E_SETTINGS))
-        try:
-            yield running
-        finally:
-            running.stop()
+    with (
+        fresh_database("sqlite", tmp_path / "e2e-db") as database,
+        serving(make_settings(database, tmp_path / "e2e-server", **E2E_SETTINGS)) as running,
+    ):
+        yield running
 
 
 @pytest.mark.slow

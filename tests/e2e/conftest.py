@@ -15,18 +15,15 @@ import httpx
 import pytest
 from cluster import E2E_SETTINGS, Agent, AgentFactory, launch_agent
 
-from wms_server import RunningServer, fresh_database, make_settings, start_server
+from wms_server import RunningServer, fresh_database, make_settings, serving
 
 
 @pytest.fixture(scope="module")
 def e2e_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with fresh_database("sqlite", tmp_path_factory.mktemp("e2e-db")) as database:
         settings = make_settings(database, tmp_path_factory.mktemp("e2e-server"), **E2E_SETTINGS)
-        running = start_server(settings)
-        try:
+        with serving(settings) as running:
             yield running
-        finally:
-            running.stop()
 
 
 @pytest.fixture(scope="module")

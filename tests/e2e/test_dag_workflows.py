@@ -82,6 +82,10 @@ def wait_final(client: httpx.Client, job_id: int, timeout: float = 90) -> dict:
     return status(client, job_id)
 
 
+#: A -> B, C -> D: the issue's diamond.
+DIAMOND = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+
+
 def node_ids(result: dict) -> dict[str, int]:
     return {n["name"]: n["id"] for n in result["nodes"]}
 
@@ -94,13 +98,13 @@ def test_diamond_runs_in_dependency_order(
     site: str,
 ) -> None:
     nodes = dict.fromkeys("abcd", "true")
-    result = submit(user, dag_jdl(site, nodes, [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]))
+    result = submit(user, dag_jdl(site, nodes, DIAMOND))
     ids = node_ids(result)
     start_agent(e2e_server.base_url, pilot_token, site, cores=2)
     final = wait_final(user, result["id"])
     assert (final["state"], final["done_code"]) == ("DONE", "ok")
     span = {name: run_interval(user, i) for name, i in ids.items()}
-    for parent, child in [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]:
+    for parent, child in DIAMOND:
         assert span[parent][1] <= span[child][0], (parent, child, span)
 
 
@@ -112,7 +116,7 @@ def test_a_failing_node_aborts_its_descendants_not_the_other_branch(
     site: str,
 ) -> None:
     nodes = {"a": "true", "b": "exit 3", "c": "true", "d": "true"}
-    result = submit(user, dag_jdl(site, nodes, [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]))
+    result = submit(user, dag_jdl(site, nodes, DIAMOND))
     ids = node_ids(result)
     start_agent(e2e_server.base_url, pilot_token, site, cores=2)
     final = wait_final(user, result["id"])
@@ -174,7 +178,7 @@ def test_resubmit_reruns_only_the_failed_branch(
     # b fails the first time (leaving the marker), succeeds the second.
     flaky = f"if [ -f {marker} ]; then exit 0; fi; touch {marker}; exit 1"
     nodes = {"a": "true", "b": flaky, "c": "true", "d": "true"}
-    result = submit(user, dag_jdl(site, nodes, [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]))
+    result = submit(user, dag_jdl(site, nodes, DIAMOND))
     top, ids = result["id"], node_ids(result)
     start_agent(e2e_server.base_url, pilot_token, site, cores=2)
     assert wait_final(user, top)["state"] == "ABORTED"

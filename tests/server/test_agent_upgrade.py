@@ -17,7 +17,14 @@ from pilot_client import ProtocolPilot, job_state, new_tag, tagged_jdl, wait_for
 from pilotwms.agent import AGENT_VERSION
 from pilotwms.agent.zipapp import build_zipapp
 from pilotwms.cli.main import app as cli
-from wms_server import RunningServer, ThrowawayDatabase, make_settings, start_server
+from wms_server import (
+    PROTOCOL_TIMINGS,
+    RunningServer,
+    ThrowawayDatabase,
+    make_settings,
+    serving,
+    start_server,
+)
 
 NEW = "9.1.0"
 
@@ -27,24 +34,10 @@ def server(
     database: ThrowawayDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """A server of its own: installing an agent changes what every pilot of it must run."""
-    settings = make_settings(
-        database,
-        tmp_path_factory.mktemp("server"),
-        heartbeat_interval_s=0.5,
-        lease_timeout_s=5.0,
-        work_max_wait_s=2.0,
-        task_queue_resync_s=1.0,
-    )
-    running = start_server(settings)
-    try:
+    timings = PROTOCOL_TIMINGS | {"lease_timeout_s": 5.0}
+    settings = make_settings(database, tmp_path_factory.mktemp("server"), **timings)
+    with serving(settings) as running:
         yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server: RunningServer) -> httpx.Client:
-    return server.user_client(admin=True)
 
 
 def zip_bytes(members: dict[str, str]) -> bytes:

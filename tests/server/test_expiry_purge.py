@@ -13,7 +13,7 @@ import pytest
 
 from pilotwms.core.states import JobState
 from pilotwms.server.logic.expiry import effective_expiry, is_expired
-from wms_server import RunningServer, add_output, advance, make_settings, start_server
+from wms_server import RunningServer, add_output, advance, make_settings, serving
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -49,11 +49,8 @@ def server(database, tmp_path_factory) -> Iterator[RunningServer]:
         expiry_check_interval_s=0.1,
         blob_gc_grace_s=0,
     )
-    running = start_server(settings)
-    try:
+    with serving(settings) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:

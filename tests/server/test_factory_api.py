@@ -19,7 +19,14 @@ from pilotwms.agent import AGENT_VERSION
 from pilotwms.classad import ClassAd, matches, parse_ad
 from pilotwms.cli.main import app as cli
 from pilotwms.client import Client, NotFoundError
-from wms_server import RunningServer, ThrowawayDatabase, fresh_database, make_settings, start_server
+from wms_server import (
+    PROTOCOL_TIMINGS,
+    RunningServer,
+    ThrowawayDatabase,
+    fresh_database,
+    make_settings,
+    serving,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,24 +34,10 @@ def server(
     database: ThrowawayDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """A server with a short heartbeat and lease (pilots here are test clients)."""
-    settings = make_settings(
-        database,
-        tmp_path_factory.mktemp("server"),
-        heartbeat_interval_s=0.5,
-        lease_timeout_s=3.0,
-        work_max_wait_s=2.0,
-        task_queue_resync_s=1.0,
-    )
-    running = start_server(settings)
-    try:
+    timings = PROTOCOL_TIMINGS | {"lease_timeout_s": 3.0}
+    settings = make_settings(database, tmp_path_factory.mktemp("server"), **timings)
+    with serving(settings) as running:
         yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server: RunningServer) -> httpx.Client:
-    return server.user_client(admin=True)
 
 
 @pytest.fixture(scope="module")

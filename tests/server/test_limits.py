@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from wms_server import RunningServer, make_settings, start_server
+from wms_server import RunningServer, make_settings, serving
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,8 @@ def server(database, tmp_path_factory) -> Iterator[RunningServer]:
         max_jdl_bytes=2000,
         max_nodes=50,
     )
-    running = start_server(settings)
-    try:
+    with serving(settings) as running:
         yield running
-    finally:
-        running.stop()
 
 
 JDL = 'Executable = "/bin/cat"; InputSandbox = {"a.bin", "b.bin"};'

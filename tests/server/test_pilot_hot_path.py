@@ -12,7 +12,7 @@ import pytest
 from pilot_client import ProtocolPilot, new_tag, tagged_jdl, wait_for
 from pilotwms.server.api.policy import TokenCache
 from pilotwms.server.logic.accounts import list_tokens, revoke_token
-from wms_server import RunningServer, ThrowawayDatabase, make_settings, start_server
+from wms_server import RunningServer, ThrowawayDatabase, make_settings, serving
 
 LONG_POLL_S = 60.0
 
@@ -63,11 +63,8 @@ def test_token_cache_forgets_entries_after_their_time() -> None:
 @pytest.fixture
 def stoppable(database: ThrowawayDatabase, tmp_path: Path) -> Iterator[RunningServer]:
     """A server of its own (the test stops it), with a long poll longer than the test."""
-    running = start_server(make_settings(database, tmp_path, work_max_wait_s=LONG_POLL_S))
-    try:
+    with serving(make_settings(database, tmp_path, work_max_wait_s=LONG_POLL_S)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_stopping_the_server_answers_waiting_work_requests_at_once(

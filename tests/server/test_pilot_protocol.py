@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pilot_client import ProtocolPilot, job_state, new_tag, tagged_jdl, wait_for
-from wms_server import RunningServer, ThrowawayDatabase, make_settings, start_server
+from wms_server import PROTOCOL_TIMINGS, RunningServer, ThrowawayDatabase, make_settings, serving
 
 LEASE_S = 2.0
 
@@ -25,19 +25,10 @@ def server(
     database: ThrowawayDatabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """A server with a short heartbeat and lease and a long enough long poll to observe."""
-    settings = make_settings(
-        database,
-        tmp_path_factory.mktemp("server"),
-        heartbeat_interval_s=0.5,
-        lease_timeout_s=LEASE_S,
-        work_max_wait_s=10.0,
-        task_queue_resync_s=1.0,
-    )
-    running = start_server(settings)
-    try:
+    timings = PROTOCOL_TIMINGS | {"lease_timeout_s": LEASE_S, "work_max_wait_s": 10.0}
+    settings = make_settings(database, tmp_path_factory.mktemp("server"), **timings)
+    with serving(settings) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

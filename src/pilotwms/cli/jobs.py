@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -402,35 +402,21 @@ def cancel(
         if not typer.confirm(f"Cancel job(s) {listed}?", default=False):
             render.console(stderr=True).print("nothing cancelled")
             raise typer.Exit(EXIT_FAILED)
-    results: list[dict[str, Any]] = []
-    errors: list[ClientError] = []
-    out = render.console()
-    with reported(), make_client() as client:
-        for i in wanted:
-            try:
-                r = Job(client, i).cancel()
-            except ClientError as exc:
-                if isinstance(exc, ServerUnavailable):
-                    raise
-                errors.append(exc)
-                continue
-            results.append(
-                {"id": r.id, "cancelled": r.cancelled, "cancel_requested": r.cancel_requested}
+
+    def cancel_one(client: Client, i: int) -> tuple[dict[str, Any], list[str]]:
+        r = Job(client, i).cancel()
+        lines = []
+        if r.cancelled:
+            lines.append(f"job {i}: cancelled {_count(r.cancelled, i)}")
+        if r.cancel_requested:
+            lines.append(
+                f"job {i}: cancellation requested for {_count(r.cancel_requested, i)}"
+                " (running; their pilot stops them)"
             )
-            if not as_json:
-                if r.cancelled:
-                    out.print(f"job {i}: cancelled {_count(r.cancelled, i)}")
-                if r.cancel_requested:
-                    out.print(
-                        f"job {i}: cancellation requested for {_count(r.cancel_requested, i)}"
-                        " (running; their pilot stops them)"
-                    )
-    if as_json:
-        render.print_json({"jobs": results})
-    for problem in errors:
-        report(problem)
-    if errors:
-        raise typer.Exit(max(exit_code_of(e) for e in errors))
+        result = {"id": r.id, "cancelled": r.cancelled, "cancel_requested": r.cancel_requested}
+        return result, lines
+
+    _for_each_job(wanted, cancel_one, as_json)
 
 
 # -- resubmit ----------------------------------------------------------------------------
@@ -444,28 +430,12 @@ def resubmit(
     """Run again what failed in finished jobs (a rescue): the nodes of a DAG, collection or
     parametric job that did not end DONE with exit code 0, and a DAG's descendants of them;
     nodes that succeeded are kept. A failed normal job runs again as a whole."""
-    wanted = _ids_or_usage(ids, input_file)
-    results: list[dict[str, Any]] = []
-    errors: list[ClientError] = []
-    out = render.console()
-    with reported(), make_client() as client:
-        for i in wanted:
-            try:
-                r = client.resubmit(i)
-            except ClientError as exc:
-                if isinstance(exc, ServerUnavailable):
-                    raise
-                errors.append(exc)
-                continue
-            results.append(r)
-            if not as_json:
-                out.print(_resubmitted_line(i, r))
-    if as_json:
-        render.print_json({"jobs": results})
-    for problem in errors:
-        report(problem)
-    if errors:
-        raise typer.Exit(max(exit_code_of(e) for e in errors))
+
+    def resubmit_one(client: Client, i: int) -> tuple[dict[str, Any], list[str]]:
+        result = client.resubmit(i)
+        return result, [_resubmitted_line(i, result)]
+
+    _for_each_job(_ids_or_usage(ids, input_file), resubmit_one, as_json)
 
 
 def _resubmitted_line(job_id: int, result: dict[str, Any]) -> str:
@@ -481,6 +451,38 @@ def _resubmitted_line(job_id: int, result: dict[str, Any]) -> str:
         f"job {job_id}: resubmitted {len(again)} node(s) ({shown}): {released} eligible now"
         f"{later}; {kept} kept"
     )
+
+
+def _for_each_job(
+    wanted: Sequence[int],
+    act: Callable[[Client, int], tuple[dict[str, Any], list[str]]],
+    as_json: bool,
+) -> None:
+    """Apply ``act`` to each job: it returns the job's result (for ``--json``) and the lines to
+    print. A refused job is reported on stderr while the others still go ahead, and the exit
+    code is the worst refusal's; an unreachable server stops everything at once."""
+    results: list[dict[str, Any]] = []
+    errors: list[ClientError] = []
+    out = render.console()
+    with reported(), make_client() as client:
+        for i in wanted:
+            try:
+                result, lines = act(client, i)
+            except ClientError as exc:
+                if isinstance(exc, ServerUnavailable):
+                    raise
+                errors.append(exc)
+                continue
+            results.append(result)
+            if not as_json:
+                for line in lines:
+                    out.print(line)
+    if as_json:
+        render.print_json({"jobs": results})
+    for problem in errors:
+        report(problem)
+    if errors:
+        raise typer.Exit(max(exit_code_of(e) for e in errors))
 
 
 def _count(ids: list[int], job_id: int) -> str:
@@ -504,42 +506,26 @@ def output(
     as_json: bool = JSON,
 ) -> None:
     """Download and unpack output sandboxes (one folder per job; per node for compound jobs)."""
-    wanted = _ids_or_usage(ids, input_file)
-    results: list[dict[str, Any]] = []
-    errors: list[ClientError] = []
-    out = render.console()
-    with reported(), make_client() as client:
-        for i in wanted:
-            job = Job(client, i)
-            try:
-                s = job.status(nodes=False)
-                if not s.finished:
-                    raise ClientError(
-                        f"job {i} is {s.state}: its output sandbox is available once it ends "
-                        f"(pilotwms wait {i})",
-                        status=409,
-                    )
-                dest = directory / str(i)
-                files = job.output(dest, clear=clear)
-            except ClientError as exc:
-                if isinstance(exc, ServerUnavailable):
-                    raise
-                errors.append(exc)
-                continue
-            results.append({"id": i, "dir": str(dest), "files": [str(f) for f in files]})
-            if not as_json:
-                if files:
-                    out.print(f"Output files of job {i} are stored in {escape(str(dest))}")
-                    for f in files:
-                        out.print(f"  {escape(str(f.relative_to(dest)))}")
-                else:
-                    out.print(f"job {i} has no output files")
-    if as_json:
-        render.print_json({"jobs": results})
-    for problem in errors:
-        report(problem)
-    if errors:
-        raise typer.Exit(max(exit_code_of(e) for e in errors))
+
+    def fetch(client: Client, i: int) -> tuple[dict[str, Any], list[str]]:
+        job = Job(client, i)
+        s = job.status(nodes=False)
+        if not s.finished:
+            raise ClientError(
+                f"job {i} is {s.state}: its output sandbox is available once it ends "
+                f"(pilotwms wait {i})",
+                status=409,
+            )
+        dest = directory / str(i)
+        files = job.output(dest, clear=clear)
+        if files:
+            lines = [f"Output files of job {i} are stored in {escape(str(dest))}"]
+            lines += [f"  {escape(str(f.relative_to(dest)))}" for f in files]
+        else:
+            lines = [f"job {i} has no output files"]
+        return {"id": i, "dir": str(dest), "files": [str(f) for f in files]}, lines
+
+    _for_each_job(_ids_or_usage(ids, input_file), fetch, as_json)
 
 
 # -- peek --------------------------------------------------------------------------------
