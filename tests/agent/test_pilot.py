@@ -129,7 +129,7 @@ def test_pilot_registers_runs_a_job_reports_and_exits_when_idle(
     request = wms.work_requests[0]
     assert request["free_cores"] == 2 and request["max_jobs"] == 2
     assert request["ad_update"]["GlueCEStateFreeCPUs"] == 2
-    assert not list((tmp_path / "pilot" / "spool").glob("*.json"))
+    assert (tmp_path / "pilot" / "spool" / "journal.jsonl").stat().st_size == 0
 
 
 def test_short_jobs_are_prefetched_and_their_reports_coalesced(

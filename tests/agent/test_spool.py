@@ -43,29 +43,64 @@ def test_finished_reports_survive_a_restart_and_are_flushed_in_order(tmp_path: P
     ids = [spool.add({"job_id": j, "attempt": 1, "type": "finished"}) for j in ("a", "b")]
     spool.add({"job_id": "a", "attempt": 1, "type": "started"})  # progress: memory only
     assert len(set(ids)) == 2 and len(spool) == 3
-    assert len(list((tmp_path / "spool").glob("*.json"))) == 2
+    journal = tmp_path / "spool" / Spool.JOURNAL
+    assert [json.loads(line)["report_id"] for line in journal.read_text().splitlines()] == ids
     server = FakeServer()
     server.down = True
     with pytest.raises(ConnectionError):
         spool.flush(server.send)
-    del spool  # the pilot "crashes" here
-    (tmp_path / "spool" / "000000000099-half.tmp").write_text("{")  # an interrupted write
+    spool.close()  # the pilot "crashes" here, in the middle of writing a third report
+    with journal.open("a") as handle:
+        handle.write('{"job_id": "c", "attempt": 1, "report_id": "torn')
+    (tmp_path / "spool" / "000000000099-half.tmp").write_text("{")  # an older agent's
 
     reopened = Spool(tmp_path / "spool")
     assert [r["report_id"] for r in reopened.pending()] == ids
     assert not list((tmp_path / "spool").glob("*.tmp"))
+    # The torn line is kept aside for inspection, and out of the journal.
+    assert '"torn' in (tmp_path / "spool" / "journal.bad").read_text()
+    assert len(journal.read_text().splitlines()) == 2
     later = reopened.add({"job_id": "k", "attempt": 1, "type": "finished"})
     server.down = False
     assert reopened.flush(server.send) == 3
     assert list(server.seen) == [*ids, later]
     assert len(reopened) == 0
-    assert not list((tmp_path / "spool").glob("*.json"))
+    assert journal.stat().st_size == 0  # everything answered: the journal is emptied
 
 
-def test_fsync_mode_writes_the_same_files(tmp_path: Path) -> None:
+def test_a_journal_that_never_empties_is_compacted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, compact_bytes=2000)
+    server = FakeServer()
+    kept = spool.add({"job_id": "slow", "attempt": 1, "type": "finished", "status": "done"})
+    for n in range(40):  # a steady stream, with one report that is never answered
+        rid = spool.add({"job_id": str(n), "attempt": 1, "type": "finished", "status": "done"})
+        server.send([r for r in spool.pending() if r["report_id"] == rid])
+        spool.remove([rid])
+    assert (tmp_path / Spool.JOURNAL).stat().st_size <= 2000 + 200
+    spool.close()
+    # After a restart the unanswered report is sent again, with at most the answered ones
+    # since the last compaction (the server answers those "duplicate").
+    again = [r["report_id"] for r in Spool(tmp_path).pending()]
+    assert again[0] == kept and set(again[1:]) <= set(server.seen) and len(again) < 40
+
+
+def test_reports_an_older_agent_left_as_files_are_sent_and_removed(tmp_path: Path) -> None:
+    legacy = {"report_id": "r-old", "job_id": "j", "attempt": 1, "type": "finished"}
+    (tmp_path / "000000000007-r-old.json").write_text(json.dumps(legacy))
+    spool = Spool(tmp_path)
+    new = spool.add({"job_id": "k", "attempt": 1, "type": "finished"})
+    server = FakeServer()
+    assert spool.flush(server.send) == 2
+    assert list(server.seen) == ["r-old", new]
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_fsync_mode_writes_the_same_journal(tmp_path: Path) -> None:
     spool = Spool(tmp_path, fsync=True)
     rid = spool.add({"type": "finished", "job_id": "j", "attempt": 1})
     assert [r["report_id"] for r in Spool(tmp_path).pending()] == [rid]
+    assert spool.flush(FakeServer().send) == 1
+    assert (tmp_path / Spool.JOURNAL).stat().st_size == 0
 
 
 def test_resending_after_a_lost_acknowledgement_is_harmless(tmp_path: Path) -> None:

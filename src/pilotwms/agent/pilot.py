@@ -617,6 +617,7 @@ class Pilot:
                 time.sleep(delay)
         if len(self.spool):
             log.error("%d reports left in %s", len(self.spool), self.spool.directory)
+        self.spool.close()
         # The blob cache and job directories belong to this pilot only; the spool stays.
         shutil.rmtree(self.cache.directory, ignore_errors=True)
         shutil.rmtree(self.context.jobs_root, ignore_errors=True)
