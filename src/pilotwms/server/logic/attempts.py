@@ -450,12 +450,7 @@ def apply_reports(
     now = now or utcnow()
     source = f"pilot:{pilot_id}"
     ids = [str(r.get("report_id")) for r in reports if isinstance(r.get("report_id"), str)]
-    seen = {
-        r[0]
-        for r in conn.execute(
-            select(pilot_reports.c.report_id).where(pilot_reports.c.report_id.in_(ids))
-        )
-    }
+    seen = {r[0] for r in conn.execute(_SEEN_REPORTS, {"ids": ids})} if ids else set()
     batch: list[tuple[str, int | None, int | None, str, Mapping[str, Any]]] = []
     results: list[dict[str, str]] = []
     for report in reports:
@@ -534,6 +529,33 @@ def _mark_stale(
             item["outcome"] = "stale"
 
 
+# The hot statements of a report batch, built once (see lifecycle._STATES_OF).
+_SEEN_REPORTS = select(pilot_reports.c.report_id).where(
+    pilot_reports.c.report_id.in_(bindparam("ids", expanding=True))
+)
+#: What ending an attempt reads of its job (not the JDL, which can be large).
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.state,
+    jobs.c.attempt,
+    jobs.c.parent_id,
+    jobs.c.owner_group,
+    jobs.c.task_queue_id,
+    jobs.c.retry_count,
+    jobs.c.shallow_retry_count,
+    jobs.c.retries_used,
+    jobs.c.shallow_retries_used,
+    jobs.c.cancel_requested,
+)
+_JOBS = (
+    select(*_JOB_COLUMNS).where(jobs.c.id.in_(bindparam("ids", expanding=True))).order_by(jobs.c.id)
+)
+_JOBS_FOR_UPDATE = _JOBS.with_for_update()
+_OPEN_ATTEMPTS = select(attempts).where(
+    attempts.c.job_id.in_(bindparam("ids", expanding=True)), attempts.c.finished_at.is_(None)
+)
+
+
 def _current_attempts(
     conn: Connection, job_ids: Sequence[int]
 ) -> dict[tuple[int, int], tuple[Any, Any]]:
@@ -541,19 +563,13 @@ def _current_attempts(
     now and have not ended (rows locked on PostgreSQL, see :func:`job_for_update`)."""
     if not job_ids:
         return {}
-    stmt = select(jobs).where(jobs.c.id.in_(job_ids)).order_by(jobs.c.id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    rows = {r.id: r for r in conn.execute(stmt)}
+    stmt = _JOBS_FOR_UPDATE if conn.dialect.name == "postgresql" else _JOBS
+    rows = {r.id: r for r in conn.execute(stmt, {"ids": list(job_ids)})}
     live = [r for r in rows.values() if S(r.state) in ACTIVE]
     if not live:
         return {}
     out: dict[tuple[int, int], tuple[Any, Any]] = {}
-    for a in conn.execute(
-        select(attempts).where(
-            attempts.c.job_id.in_([r.id for r in live]), attempts.c.finished_at.is_(None)
-        )
-    ):
+    for a in conn.execute(_OPEN_ATTEMPTS, {"ids": [r.id for r in live]}):
         job = rows[a.job_id]
         if is_current(job, a.number):
             out[(a.job_id, a.number)] = (job, a)

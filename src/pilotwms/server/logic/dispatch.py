@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from pilotwms.classad import ClassAd, ClassAdSyntaxError, parse_ad, unparse
 from pilotwms.core.states import ACTIVE, JobKind, JobState
@@ -399,29 +399,49 @@ class Claimed:
     attempt: int
 
 
+# The statements of a hand-out, built once (see lifecycle._STATES_OF).
+_PICK = (
+    select(jobs.c.id)
+    .where(jobs.c.state == JobState.WAITING.value, jobs.c.task_queue_id == bindparam("tq"))
+    .order_by(jobs.c.id)
+    .limit(bindparam("n"))
+)
+_PICK_LOCKED = _PICK.with_for_update(skip_locked=True)
+_TAKE = (
+    update(jobs)
+    .where(
+        jobs.c.id.in_(bindparam("ids", expanding=True)),
+        jobs.c.state == JobState.WAITING.value,
+    )
+    .values(attempt=jobs.c.attempt + 1)
+    .returning(jobs.c.id, jobs.c.attempt)
+)
+_PARENTS_OF = (
+    select(jobs.c.parent_id)
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)), jobs.c.parent_id.is_not(None))
+    .distinct()
+)
+_SPEC_ROWS = select(
+    jobs.c.id, jobs.c.jdl, jobs.c.cpus, jobs.c.whole_node, jobs.c.memory_mb, jobs.c.wall_time_s
+).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_SPEC_INPUTS = (
+    select(job_inputs.c.job_id, job_inputs.c.name, job_inputs.c.digest, job_inputs.c.uri)
+    .where(job_inputs.c.job_id.in_(bindparam("ids", expanding=True)))
+    .order_by(job_inputs.c.job_id, job_inputs.c.name)
+)
+
+
 def claim_jobs(
     conn: Connection, tq_id: int, n: int, pilot_id: int, *, now: datetime | None = None
 ) -> list[Claimed]:
     """Take up to ``n`` waiting jobs of task queue ``tq_id`` (oldest first) for ``pilot_id``:
     a new attempt each, WAITING -> READY. Atomic against concurrent claims (module docstring)."""
     now = now or utcnow()
-    pick = (
-        select(jobs.c.id)
-        .where(jobs.c.state == JobState.WAITING.value, jobs.c.task_queue_id == tq_id)
-        .order_by(jobs.c.id)
-        .limit(n)
-    )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = [int(r[0]) for r in conn.execute(pick)]
+    pick = _PICK_LOCKED if conn.dialect.name == "postgresql" else _PICK
+    ids = [int(r[0]) for r in conn.execute(pick, {"tq": tq_id, "n": n})]
     if not ids:
         return []
-    taken = conn.execute(
-        update(jobs)
-        .where(jobs.c.id.in_(ids), jobs.c.state == JobState.WAITING.value)
-        .values(attempt=jobs.c.attempt + 1)
-        .returning(jobs.c.id, jobs.c.attempt)
-    ).all()
+    taken = conn.execute(_TAKE, {"ids": ids}).all()
     claimed = sorted((Claimed(int(r[0]), int(r[1])) for r in taken), key=lambda c: c.job_id)
     if not claimed:
         return []
@@ -440,11 +460,7 @@ def claim_jobs(
             now=now,
             refresh_parents=False,
         )
-    parents = conn.execute(
-        select(jobs.c.parent_id)
-        .where(jobs.c.id.in_([c.job_id for c in claimed]), jobs.c.parent_id.is_not(None))
-        .distinct()
-    ).all()
+    parents = conn.execute(_PARENTS_OF, {"ids": [c.job_id for c in claimed]}).all()
     for (parent_id,) in parents:
         refresh_parent(conn, parent_id, source=source, now=now)
     conn.execute(
@@ -470,25 +486,9 @@ def job_specs_for(conn: Connection, claimed: list[Claimed]) -> list[dict[str, An
     if not claimed:
         return []
     ids = [c.job_id for c in claimed]
-    rows = {
-        r.id: r
-        for r in conn.execute(
-            select(
-                jobs.c.id,
-                jobs.c.jdl,
-                jobs.c.cpus,
-                jobs.c.whole_node,
-                jobs.c.memory_mb,
-                jobs.c.wall_time_s,
-            ).where(jobs.c.id.in_(ids))
-        )
-    }
+    rows = {r.id: r for r in conn.execute(_SPEC_ROWS, {"ids": ids})}
     inputs: dict[int, list[tuple[str, str | None, str | None, int | None]]] = {}
-    for r in conn.execute(
-        select(job_inputs.c.job_id, job_inputs.c.name, job_inputs.c.digest, job_inputs.c.uri)
-        .where(job_inputs.c.job_id.in_(ids))
-        .order_by(job_inputs.c.job_id, job_inputs.c.name)
-    ):
+    for r in conn.execute(_SPEC_INPUTS, {"ids": ids}):
         inputs.setdefault(r.job_id, []).append((r.name, r.digest, r.uri, None))
     specs: list[dict[str, Any]] = []
     for c in claimed:

@@ -10,12 +10,13 @@ belongs to.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, Update, bindparam, exists, func, select, update
 
 from pilotwms.core.errors import IllegalTransition, JobNotFound
 from pilotwms.core.states import (
@@ -96,9 +97,7 @@ def apply_transitions(
     by_state: dict[JobState, list[int]] = defaultdict(list)
     parents: set[int] = set()
     for chunk in _chunks(job_ids):
-        rows = conn.execute(
-            select(jobs.c.id, jobs.c.state, jobs.c.parent_id).where(jobs.c.id.in_(chunk))
-        )
+        rows = conn.execute(_STATES_OF, {"ids": list(chunk)})
         for row in rows:
             by_state[S(row.state)].append(row.id)
             if row.parent_id is not None:
@@ -106,22 +105,19 @@ def apply_transitions(
     moved: list[int] = []
     events: list[dict[str, Any]] = []
     values = _row_values(to, reason, done_code, exit_code, now)
+    returning = bool(conn.dialect.update_returning)
+    stmt = _move_statement(tuple(values), to == S.RUNNING, returning)
+    params = {f"v_{name}": value for name, value in values.items()}
     for from_, ids in by_state.items():
         event = transition_event(from_, to)
         if event is None:
             continue
         for chunk in _chunks(ids):
-            stmt = (
-                update(jobs)
-                .where(jobs.c.id.in_(chunk), jobs.c.state == from_.value)
-                .values(**values)
-            )
-            if to == S.RUNNING:
-                stmt = stmt.values(started_at=func.coalesce(jobs.c.started_at, now))
-            if conn.dialect.update_returning:
-                done = [r.id for r in conn.execute(stmt.returning(jobs.c.id))]
+            bound = {**params, "ids": list(chunk), "from_state": from_.value}
+            if returning:
+                done = [r.id for r in conn.execute(stmt, bound)]
             else:
-                conn.execute(stmt)
+                conn.execute(stmt, bound)
                 done = list(chunk)
             moved.extend(done)
             events.extend(
@@ -265,6 +261,32 @@ def _unchanged(conn: Connection, parent_id: int, current: JobState) -> bool:
         if there:
             return state == current
     return False
+
+
+#: The hot statements, built once: building an expression and its cache key for every batch
+#: cost more than running it.
+_STATES_OF = select(jobs.c.id, jobs.c.state, jobs.c.parent_id).where(
+    jobs.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _move_statement(columns: tuple[str, ...], starts: bool, returning: bool) -> Update:
+    """The compare-and-set update of :func:`apply_transitions` for one set of written columns
+    (``v_<column>`` parameters, with ``ids`` and ``from_state``); ``starts`` also sets
+    ``started_at`` once (from ``v_updated_at``)."""
+    stmt = (
+        update(jobs)
+        .where(
+            jobs.c.id.in_(bindparam("ids", expanding=True)),
+            jobs.c.state == bindparam("from_state"),
+        )
+        .values({name: bindparam(f"v_{name}", type_=jobs.c[name].type) for name in columns})
+    )
+    if starts:
+        now = bindparam("v_updated_at", type_=jobs.c.updated_at.type)
+        stmt = stmt.values(started_at=func.coalesce(jobs.c.started_at, now))
+    return stmt.returning(jobs.c.id) if returning else stmt
 
 
 def _row_values(
