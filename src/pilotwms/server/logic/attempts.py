@@ -555,6 +555,17 @@ _OPEN_ATTEMPTS = select(attempts).where(
     attempts.c.job_id.in_(bindparam("ids", expanding=True)), attempts.c.finished_at.is_(None)
 )
 
+_ATTEMPTS_RUNNING = (
+    update(attempts)
+    .where(attempts.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state="running")
+)
+_ATTEMPTS_PAYLOAD = (
+    update(attempts)
+    .where(attempts.c.id.in_(bindparam("ids", expanding=True)))
+    .values(payload_started=True)
+)
+
 
 def _current_attempts(
     conn: Connection, job_ids: Sequence[int]
@@ -595,6 +606,8 @@ def _apply_starts(
     """
     starting: dict[int, dict[int, None]] = {}  # attempt number -> job ids (ordered, unique)
     payload: dict[int, dict[int, None]] = {}
+    # Attempts that end in this batch: their row is written once, by the end.
+    ending = {(job_id, number) for _, job_id, number, kind, _ in accepted if kind == "finished"}
     for _, job_id, number, kind, report in accepted:
         job, attempt = held[(job_id, number)]
         ended = kind == "finished" and report.get("status") != EndStatus.REFUSED.value
@@ -615,8 +628,9 @@ def _apply_starts(
             now=now,
             refresh_parents=False,
         )
-        ids = [held[(j, number)][1].id for j in job_ids]
-        conn.execute(update(attempts).where(attempts.c.id.in_(ids)).values(state="running"))
+        ids = [held[(j, number)][1].id for j in job_ids if (j, number) not in ending]
+        if ids:
+            conn.execute(_ATTEMPTS_RUNNING, {"ids": ids})
         effects.parents.update(
             int(held[(j, number)][0].parent_id)
             for j in job_ids
@@ -624,8 +638,9 @@ def _apply_starts(
         )
     for number, started in payload.items():
         job_ids = list(started)
-        ids = [held[(j, number)][1].id for j in job_ids]
-        conn.execute(update(attempts).where(attempts.c.id.in_(ids)).values(payload_started=True))
+        ids = [held[(j, number)][1].id for j in job_ids if (j, number) not in ending]
+        if ids:
+            conn.execute(_ATTEMPTS_PAYLOAD, {"ids": ids})
         record_event(
             conn,
             job_ids,
