@@ -246,7 +246,7 @@ def test_slurm_pilots_run_the_jobs_only_they_can_and_leave_after_wait_term(
 ) -> None:
     unavailable = _slurm_unavailable()
     if unavailable:
-        pytest.skip(unavailable)
+        pytest.skip(reason=unavailable)
     tag = f"only-slurm-{uuid.uuid4().hex[:8]}"
     queues = {
         "slurm-e2e": {
@@ -309,7 +309,7 @@ def test_slurm_cancel_pilots_drains_the_agents_and_every_job_ends_done(
     """Only the agent gets the SIGTERM (a plain scancel would kill the jobs with it)."""
     unavailable = _slurm_unavailable()
     if unavailable:
-        pytest.skip(unavailable)
+        pytest.skip(reason=unavailable)
     queues = {
         "slurm-cancel": {
             "backend": "slurm",
