@@ -146,6 +146,18 @@ def _detail(body: bytes) -> "tuple[str, Any]":
     return str(parsed)[:200], parsed
 
 
+def _failure(method: str, url: str, status: int, headers: Any, body: bytes) -> TransportError:
+    """The error for a non-2xx answer: 5xx and 429 are transient (retried with back-off,
+    honouring Retry-After), 409 is a stale attempt, anything else a refusal."""
+    if status >= 500 or status == 429:
+        retry_after = _retry_after(headers)
+        return ServerUnreachable(f"{method} {url}: HTTP {status}", retry_after=retry_after)
+    detail, parsed = _detail(body)
+    if status == 409:
+        return StaleAttempt(status, detail, parsed)
+    return ServerRejected(status, detail, parsed)
+
+
 _TRANSIENT = (
     urllib.error.URLError,
     http.client.HTTPException,
@@ -349,14 +361,7 @@ class Transport:
             self.pool.put(conn)
         if 200 <= status < 300:
             return Response(status, headers, data)
-        if status >= 500 or status == 429:
-            raise ServerUnreachable(
-                f"{method} {url}: HTTP {status}", retry_after=_retry_after(reply.headers)
-            )
-        detail, parsed = _detail(data)
-        if status == 409:
-            raise StaleAttempt(status, detail, parsed)
-        raise ServerRejected(status, detail, parsed)
+        raise _failure(method, url, status, reply.headers, data)
 
     def _once_urllib(
         self,
@@ -377,15 +382,7 @@ class Transport:
                 return Response(reply.status, dict(reply.headers), reply.read())
         except urllib.error.HTTPError as err:
             data = err.read() if err.fp is not None else b""
-            status = err.code
-            if status >= 500 or status == 429:
-                raise ServerUnreachable(
-                    f"{method} {url}: HTTP {status}", retry_after=_retry_after(err.headers)
-                ) from None
-            detail, parsed = _detail(data)
-            if status == 409:
-                raise StaleAttempt(status, detail, parsed) from None
-            raise ServerRejected(status, detail, parsed) from None
+            raise _failure(method, url, err.code, err.headers, data) from None
         except _TRANSIENT as exc:
             raise ServerUnreachable(f"{method} {url}: {exc}") from None
 
