@@ -42,7 +42,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Union
 
 from . import processes
 from .jobspec import JobSpec, Script, safe_relative_name
@@ -282,8 +282,11 @@ class WorkDirs:
                 target = self.spare / str(self._count)
         if reusable:
             try:
-                self.spare.mkdir(exist_ok=True)
-                os.rename(path, target)
+                try:
+                    os.rename(path, target)
+                except FileNotFoundError:  # the first one: make the spare folder
+                    self.spare.mkdir(exist_ok=True)
+                    os.rename(path, target)
             except OSError:
                 remove_work_dir(path)
                 return
@@ -533,23 +536,23 @@ class JobRunner:
 
     def _script(self, script: Script, env: Mapping[str, str], what: str) -> Optional[int]:
         program = resolve_program(script.path, self.work_dir, env)
-        with open(os.devnull, "rb") as stdin:
-            step = self._step([program, *script.arguments], env, stdin=stdin)
+        step = self._step([program, *script.arguments], env, stdin=subprocess.DEVNULL)
         if step.killed:
             raise _Stop(*step.killed)
         return step.returncode
 
     def _open_streams(
         self, stack: contextlib.ExitStack
-    ) -> "tuple[IO[bytes], Optional[IO[bytes]], Optional[IO[bytes]]]":
+    ) -> "tuple[Union[int, IO[bytes]], Optional[IO[bytes]], Optional[IO[bytes]]]":
         # Each file is registered with the caller's ExitStack, which closes it after the step.
         spec, work = self.spec, self.work_dir
+        stdin: Union[int, IO[bytes]]
         if spec.stdin:
             if not (work / spec.stdin).is_file():
                 raise _Stop(SETUP_FAILED, f"StdInput {spec.stdin!r} is not in the sandbox")
             stdin = stack.enter_context(open(work / spec.stdin, "rb"))  # noqa: SIM115
         else:
-            stdin = stack.enter_context(open(os.devnull, "rb"))  # noqa: SIM115
+            stdin = subprocess.DEVNULL  # opened by Popen itself, without Python's buffering
         stdout = stderr = None
         if spec.stdout:
             (work / spec.stdout).parent.mkdir(parents=True, exist_ok=True)
@@ -588,7 +591,7 @@ class JobRunner:
         argv: List[str],
         env: Mapping[str, str],
         *,
-        stdin: IO[bytes],
+        stdin: Union[int, IO[bytes]],
         stdout: Optional[IO[bytes]] = None,
         stderr: Optional[IO[bytes]] = None,
         payload: bool = False,

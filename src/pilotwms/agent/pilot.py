@@ -153,7 +153,9 @@ class Pilot:
 
     # -- events from job threads and signal handlers -------------------------------------------
 
-    def _report(self, job_id: str, attempt: int, kind: str, **fields: Any) -> None:
+    def _report(
+        self, job_id: str, attempt: int, kind: str, *, wake: bool = True, **fields: Any
+    ) -> None:
         report = {
             "report_id": new_report_id(),
             "job_id": job_id,
@@ -163,7 +165,8 @@ class Pilot:
         }
         report.update(fields)
         self.spool.add(report)
-        self._wake.set()
+        if wake:
+            self._wake.set()
 
     def _on_event(self, kind: str, runner: JobRunner) -> None:
         spec = runner.spec
@@ -179,7 +182,10 @@ class Pilot:
                 self._finished.put(runner)
                 self._wake.set()
         elif kind in ("started", "payload_started"):
-            self._report(spec.job_id, spec.attempt, kind)
+            # While jobs are queued (short jobs streaming through), progress reports wait for
+            # the coalescing window, which the next job's end opens: waking the main loop for
+            # each of them only made it spin. Otherwise they go out at once.
+            self._report(spec.job_id, spec.attempt, kind, wake=not self.queued)
 
     def handle_signal(self, signum: int, frame: Any = None) -> None:
         """SIGTERM/SIGINT: the first drains with ``sigterm_grace``, the next kills at once."""
