@@ -168,6 +168,19 @@ def test_max_nodes_running_holds_eligible_nodes_back(
     assert (final["state"], final["done_code"]) == ("DONE", "ok")
 
 
+def test_a_node_held_by_the_limit_is_released_naming_the_free_slot(
+    server: RunningServer, alice: httpx.Client
+) -> None:
+    tag = new_tag()
+    _, nodes = submit(alice, wide(tag, roots=2, limit=1))
+    pilot = pilot_for(server, tag)
+    (first,) = pilot.work(max_jobs=2)
+    pilot.finish(first)
+    history = alice.get(f"/api/v1/jobs/{nodes['r1']}/events").json()["events"]
+    accepted = [e for e in history if e["event"] == "Accepted"]
+    assert [e["reason"] for e in accepted] == ["a slot of max_nodes_running = 1 is free"]
+
+
 def test_a_failed_node_frees_its_slot_and_dooms_only_its_descendants(
     server: RunningServer, alice: httpx.Client
 ) -> None:

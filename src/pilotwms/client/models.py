@@ -320,14 +320,6 @@ class Pilot:
     ended_at: datetime | None = None
     logs: tuple[str, ...] = ()
 
-    @property
-    def batch_id(self) -> str | None:
-        return self.batch_job_id
-
-    @property
-    def has_log(self) -> bool:
-        return bool(self.logs)
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pilot:
         return cls(

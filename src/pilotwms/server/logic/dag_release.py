@@ -85,11 +85,6 @@ def _limit_of(conn: Connection, dag_id: int, *, lock: bool) -> tuple[bool, int |
     return True, row.max_nodes_running
 
 
-def release_children(conn: Connection, node_id: int, *, now: datetime) -> list[int]:
-    """After ``node_id`` succeeded: :func:`release_after` for it alone."""
-    return release_after(conn, [node_id], now=now)
-
-
 def release_after(
     conn: Connection,
     node_ids: Sequence[int],
@@ -210,9 +205,9 @@ def release_ready(conn: Connection, dag_id: int, *, now: datetime | None = None)
     ready = [int(r[0]) for r in conn.execute(stmt)]
     if not ready:
         return []
-    reason = RELEASE_REASON
-    if limit is not None:
-        reason += f" (within max_nodes_running = {limit})"
+    # Under a limit the nodes released include parentless ones held back at submission, for
+    # which "every parent ended successfully" would read oddly: the free slot is the cause.
+    reason = RELEASE_REASON if limit is None else f"a slot of max_nodes_running = {limit} is free"
     return apply_transitions(conn, ready, S.WAITING, source="server", reason=reason, now=now)
 
 
@@ -301,14 +296,18 @@ def reconcile(
     nodes released.
 
     Reports commit their release in the same transaction, so after a crash nothing is owed by
-    them; this repairs what other paths can leave behind (a node that expired while WAITING, a
-    single node cancelled by id) and makes a restarted server trust nothing but the database.
+    them; this repairs what other paths can leave behind (a node that expired while WAITING)
+    and makes a restarted server trust nothing but the database. Only jobs with a SUBMITTED
+    node can owe anything (both repairs move SUBMITTED nodes), so the per-job queries run for
+    those alone, not for every unfinished collection at start.
     """
     now = now or utcnow()
+    node = jobs.alias("node")
     stmt = select(jobs.c.id).where(
         jobs.c.parent_id.is_(None),
         jobs.c.kind != JobKind.JOB.value,
         jobs.c.state.not_in(_FINISHED),
+        exists().where(node.c.parent_id == jobs.c.id, node.c.state == S.SUBMITTED.value),
     )
     if dag_ids is not None:
         wanted = sorted(set(dag_ids))
@@ -316,8 +315,8 @@ def reconcile(
             return set()
         stmt = stmt.where(jobs.c.id.in_(wanted))
     released: list[int] = []
+    child = jobs.alias("child")
     for (dag_id,) in conn.execute(stmt.order_by(jobs.c.id)).all():
-        child = jobs.alias("child")
         # Nodes that failed for good and still have a child waiting for them.
         doomed = conn.execute(
             select(jobs.c.id)
@@ -361,7 +360,6 @@ __all__ = [
     "queues_of",
     "reconcile",
     "release_after",
-    "release_children",
     "release_held",
     "release_ready",
     "succeeded",

@@ -111,15 +111,16 @@ def resubmit_job(
     again, those of them WAITING already, how many nodes were kept, and the task queues the
     dispatcher must recount."""
     now = now or utcnow()
+    if conn.dialect.name == "postgresql":
+        # Serialise with node reports and other resubmissions of the same job; locked before
+        # it is read, so that a normal job's state below is the current one.
+        conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
     row = load_job(conn, job_id, principal, shared_groups)
     if row.parent_id is not None:
         raise Conflict(
             f"job {job_id} is a node of compound job {row.parent_id}; resubmit job "
             f"{row.parent_id}: its failed nodes and their descendants run again"
         )
-    if conn.dialect.name == "postgresql":
-        # Serialise with node reports and other resubmissions of the same job.
-        conn.execute(select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
     compound = row.kind != JobKind.JOB.value
     if compound:
         nodes = [
