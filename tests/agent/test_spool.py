@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,58 @@ def test_a_refused_attempt_keeps_nothing_implied(tmp_path: Path) -> None:
     started = spool.add({"job_id": "a", "attempt": 1, "type": "started"})
     end = spool.add({"job_id": "a", "attempt": 1, "type": "finished", "status": "refused"})
     assert [r["report_id"] for r in spool.pending()] == [started, end]
+
+
+def test_a_last_line_without_its_newline_does_not_swallow_the_next_report(
+    tmp_path: Path,
+) -> None:
+    # Killed after writing a whole report but before its newline: the report is kept, and the
+    # next one starts on a line of its own.
+    line = json.dumps({"report_id": "r1", "job_id": "j", "attempt": 1, "type": "finished"})
+    (tmp_path / Spool.JOURNAL).write_text(line)
+    spool = Spool(tmp_path)
+    later = spool.add({"job_id": "k", "attempt": 1, "type": "finished"})
+    spool.close()
+    assert [r["report_id"] for r in Spool(tmp_path).pending()] == ["r1", later]
+    assert not (tmp_path / "journal.bad").exists()
+
+
+def test_a_short_write_keeps_nothing_and_leaves_the_journal_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+    first = spool.add({"job_id": "a", "attempt": 1, "type": "finished"})
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data)[:10]))
+    with pytest.raises(OSError, match="disk full"):
+        spool.add({"job_id": "b", "attempt": 1, "type": "finished"})
+    monkeypatch.setattr(os, "write", real_write)
+    third = spool.add({"job_id": "c", "attempt": 1, "type": "finished"})
+    spool.close()
+    assert [r["report_id"] for r in Spool(tmp_path).pending()] == [first, third]
+
+
+def test_a_large_backlog_is_not_rewritten_on_every_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, compact_bytes=1000)
+    ids = [spool.add({"job_id": str(n), "attempt": 1, "type": "finished"}) for n in range(200)]
+    rewrites = 0
+    real = Spool._rewrite
+
+    def counted(self: Spool) -> None:
+        nonlocal rewrites
+        rewrites += 1
+        real(self)
+
+    monkeypatch.setattr(Spool, "_rewrite", counted)
+    for n in range(0, 190, 10):
+        spool.remove(ids[n : n + 10])
+    # Rewritten only when answered reports made up half of the journal: a handful of times,
+    # not once per answer.
+    assert 1 <= rewrites <= 5
+    # A restart sends the unanswered ones again, with at most as many answered ones (the
+    # server answers those "duplicate").
+    again = [r["report_id"] for r in Spool(tmp_path).pending()]
+    assert again[-10:] == ids[190:] and set(again[:-10]) <= set(ids[:190])
+    assert len(again) <= 2 * 10

@@ -296,7 +296,7 @@ class Pilot:
             if now >= self._next_heartbeat:
                 self._heartbeat()
                 self._next_heartbeat = now + self.heartbeat_s
-            self._failures = 0
+                self._failures = 0  # an answer: the server is back (see _take_polled too)
         except (ServerUnreachable, ServerRejected) as exc:
             self._call_failed(now, exc)
 
@@ -388,6 +388,9 @@ class Pilot:
             if isinstance(item, Exception):
                 self._call_failed(now, item, pilot_id)
             else:
+                # Only an answer resets the back-off: starting a call in a thread says nothing
+                # about the server, and resetting there kept the delay at its first step.
+                self._failures = 0
                 for raw in item:
                     self._accept(raw, now)
 
@@ -589,6 +592,8 @@ class Pilot:
             self._flush_outstanding = False
             if outcome is not None:
                 self._call_failed(now, outcome, pilot_id)
+            else:
+                self._failures = 0
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ results while the server is down.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -67,25 +68,26 @@ class Spool:
         self.fsync = fsync
         self.compact_bytes = compact_bytes
         self._lock = threading.Lock()
-        # sequence number -> (report, durable, legacy file or None); dicts keep insertion order.
-        self._pending: Dict[int, "tuple[Dict[str, Any], bool, Optional[Path]]"] = {}
+        # sequence number -> (report, its journal line's length or 0, legacy file or None);
+        # dicts keep insertion order.
+        self._pending: Dict[int, "tuple[Dict[str, Any], int, Optional[Path]]"] = {}
         self._ids: Dict[str, int] = {}
         # (job id, attempt) -> sequence numbers of its pending progress reports.
         self._progress: Dict["tuple[str, str]", List[int]] = {}
         self._seq = 0
-        self._in_journal = 0  # pending reports whose line is in the journal
-        self._journal_bytes = 0
+        self._live_bytes = 0  # journal bytes of the reports still pending
+        self._journal_bytes = 0  # the journal's size
         self._fd = -1
         self._load_legacy()
         self._load_journal()
-        self._fd = self._open_journal()
+        if self._fd < 0:
+            self._fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            if self.fsync:
+                self._sync_directory()  # the journal's own directory entry
 
     @property
     def journal(self) -> Path:
         return self.directory / self.JOURNAL
-
-    def _open_journal(self) -> int:
-        return os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _load_legacy(self) -> None:
         """Reports an older agent wrote one file each; removed once answered."""
@@ -104,12 +106,13 @@ class Spool:
                 log.error("spooled report %s is unreadable (%s); moved aside", path.name, exc)
                 path.rename(path.with_suffix(".bad"))
                 continue
-            self._keep(report, report_id, durable=True, legacy=path)
+            self._keep(report, report_id, 0, path)
 
     def _load_journal(self) -> None:
-        """The reports of the journal, in order; lines that do not parse (a write torn by the
+        """The reports of the journal, in order. Lines that do not parse (a write torn by the
         agent's death) are moved to ``journal.bad`` for inspection, and the journal is rewritten
-        without them."""
+        without them; so is one whose last line lacks its newline, which the next append would
+        otherwise run into."""
         try:
             data = self.journal.read_bytes()
         except FileNotFoundError:
@@ -124,27 +127,29 @@ class Spool:
                     bad.append(line if line.endswith(b"\n") else line + b"\n")
                 continue
             if report_id not in self._ids:
-                self._keep(report, report_id, durable=True, legacy=None)
-                self._in_journal += 1
+                self._keep(report, report_id, len(line), None)
         self._journal_bytes = len(data)
         if bad:
             log.error("%d unreadable journal line(s) moved to journal.bad", len(bad))
             with open(self.directory / "journal.bad", "ab") as handle:
                 handle.writelines(bad)
+        if bad or (data and not data.endswith(b"\n")):
             self._rewrite()
 
     def _keep(
-        self, report: Dict[str, Any], report_id: str, *, durable: bool, legacy: Optional[Path]
+        self, report: Dict[str, Any], report_id: str, line_bytes: int, legacy: Optional[Path]
     ) -> None:
         self._seq += 1
-        self._pending[self._seq] = (report, durable, legacy)
+        self._pending[self._seq] = (report, line_bytes, legacy)
         self._ids[report_id] = self._seq
+        self._live_bytes += line_bytes
 
     def add(self, report: Dict[str, Any]) -> str:
         """Keep ``report`` (a ``report_id`` and ``time`` are added if missing); returns the id.
 
         Adding a report whose id is already pending keeps the earlier copy, so retrying an add
-        never duplicates it.
+        never duplicates it. Raises ``OSError`` when a durable report cannot be written (a full
+        disk): then it was not kept, and the journal is as it was.
         """
         report = dict(report)
         report.setdefault("report_id", new_report_id())
@@ -160,47 +165,61 @@ class Spool:
                 self._append(line)
                 if report.get("status") != "refused":  # a refused attempt never started
                     self._drop_progress(attempt)
-            self._keep(report, report_id, durable=durable, legacy=None)
-            if durable:
-                self._in_journal += 1
-            elif report.get("type") in IMPLIED_TYPES:
+            self._keep(report, report_id, len(line), None)
+            if not durable and report.get("type") in IMPLIED_TYPES:
                 self._progress.setdefault(attempt, []).append(self._seq)
         return report_id
 
     def _append(self, line: bytes) -> None:
-        """One report line at the journal's end (under the lock), in one ``write``."""
-        written = os.write(self._fd, line)
-        if written != len(line):  # a full disk: the line is torn, so say it was not kept
-            raise OSError(f"spool journal: wrote {written} of {len(line)} bytes")
-        if self.fsync:
-            os.fsync(self._fd)
+        """One report line at the journal's end (under the lock), in one ``write``; a short or
+        failed write is cut off again, so the next line starts on a line of its own."""
+        try:
+            written = os.write(self._fd, line)
+            if written != len(line):
+                raise OSError(f"spool journal: wrote {written} of {len(line)} bytes (disk full?)")
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._journal_bytes)
+            raise
         self._journal_bytes += written
 
     def _rewrite(self) -> None:
-        """Write the journal anew with only the pending journal reports (temporary file,
-        rename), so that it holds no more than what is still unanswered."""
+        """Write the journal anew with only the pending journal reports (a temporary file
+        renamed over it), so that it holds no more than what is still unanswered. The new
+        file's descriptor is the one appended to afterwards: nothing is reopened."""
         lines = [
             (json.dumps(report, sort_keys=True) + "\n").encode("utf-8")
-            for report, durable, legacy in self._pending.values()
-            if durable and legacy is None
+            for report, line_bytes, _ in self._pending.values()
+            if line_bytes
         ]
         tmp = self.journal.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.writelines(lines)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            data = b"".join(lines)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if self.fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, self.journal)
-        if self.fsync:
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
                 os.fsync(fd)
-            finally:
-                os.close(fd)
-        self._journal_bytes = sum(len(line) for line in lines)
+            os.replace(tmp, self.journal)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self.fsync:
+            self._sync_directory()
         if self._fd >= 0:
             os.close(self._fd)
-            self._fd = self._open_journal()
+        self._fd = fd
+        self._journal_bytes = self._live_bytes = len(data)
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Close the journal (what is pending stays in it for the next start)."""
@@ -220,29 +239,30 @@ class Spool:
     def pending(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """The oldest pending reports, at most ``limit``."""
         with self._lock:
-            reports = [report for report, _, _ in self._pending.values()]
-        return reports if limit is None else reports[:limit]
+            entries = itertools.islice(self._pending.values(), limit)
+            return [report for report, _, _ in entries]
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._pending)
 
     def remove(self, report_ids: List[str]) -> int:
-        """Forget the reports with these ids; returns how many were removed."""
+        """Forget the reports with these ids; returns how many were removed. The journal is
+        emptied once nothing in it is pending, and rewritten when answered reports make up
+        more than half of it (and it is over ``compact_bytes``)."""
         removed = 0
         with self._lock:
             for report_id in report_ids:
                 seq = self._ids.pop(report_id, None)
                 if seq is None:
                     continue
-                report, durable, legacy = self._pending.pop(seq)
+                report, line_bytes, legacy = self._pending.pop(seq)
                 removed += 1
+                self._live_bytes -= line_bytes
                 if legacy is not None:
                     with contextlib.suppress(FileNotFoundError):
                         legacy.unlink()
-                elif durable:
-                    self._in_journal -= 1
-                elif report.get("type") in IMPLIED_TYPES:
+                elif not line_bytes and report.get("type") in IMPLIED_TYPES:
                     key = (str(report.get("job_id")), str(report.get("attempt")))
                     seqs = self._progress.get(key)
                     if seqs is not None:
@@ -251,10 +271,10 @@ class Spool:
                         if not seqs:
                             del self._progress[key]
             if self._fd >= 0 and self._journal_bytes:
-                if self._in_journal == 0:
+                if self._live_bytes == 0:
                     os.ftruncate(self._fd, 0)  # appends (O_APPEND) start again at 0
                     self._journal_bytes = 0
-                elif self._journal_bytes > self.compact_bytes:
+                elif self._journal_bytes > max(self.compact_bytes, 2 * self._live_bytes):
                     self._rewrite()
         return removed
 
