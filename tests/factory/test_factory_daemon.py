@@ -285,6 +285,19 @@ def test_cancel_pilots_request_cancels_and_the_policy_decides_again(
     assert any(c.state == "cancelled" for _, c in server.states)
 
 
+def test_a_control_request_that_is_not_an_object_is_answered_not_retried(
+    tmp_path: Path, stub: Path
+) -> None:
+    factory = Factory(_config(tmp_path, stub, work={}), FakeServer())
+    control = tmp_path / "state" / "control"
+    control.mkdir(parents=True)
+    (control / "request-1.json").write_text('["resume", "work"]')
+    factory.handle_control_requests()
+    answer = json.loads((control / "answer-1.json").read_text())
+    assert not answer["ok"] and "not a JSON object" in answer["message"]
+    assert not (control / "request-1.json").exists()
+
+
 def test_status_says_when_the_daemon_is_not_running(tmp_path: Path, stub: Path) -> None:
     config = _config(tmp_path, stub, work={})
     path = _write(tmp_path, config)

@@ -172,6 +172,16 @@ def test_batch_states_end_pilots_with_the_batch_systems_reason(
     assert status["retries_used"] == 1 and status["shallow_retries_used"] == 1
 
 
+def test_batch_states_of_one_pilot_in_one_request_apply_in_order(admin: httpx.Client) -> None:
+    queue = f"slurm-{new_tag()}"
+    ids = record(admin, queue, "301")
+    changes = [("301", "queued", None), ("301", "failed", "node failure")]
+    assert batch_states(admin, queue, *changes) == 2
+    ended = pilot(admin, ids["301"])
+    assert ended["state"] == "failed"
+    assert ended["reason"] == "pilot ended without registering: failed: node failure"
+
+
 def test_demand_lists_waiting_task_queues_and_pilots_by_batch_id(
     server: RunningServer, admin: httpx.Client, pilot_token: str
 ) -> None:

@@ -193,6 +193,7 @@ def status(
 
 def _request(config: Path | None, request: dict[str, Any], timeout: float | None) -> None:
     """Hand ``request`` to the running daemon, or carry it out under the lock."""
+    from pilotwms.core.errors import PilotWMSError
     from pilotwms.factory.daemon import Factory, request_id
     from pilotwms.factory.server_api import ServerApi
     from pilotwms.factory.state import CONTROL_DIR, StateLock, write_atomic
@@ -201,12 +202,15 @@ def _request(config: Path | None, request: dict[str, Any], timeout: float | None
     settings = loaded.settings
     lock = StateLock(settings.state_dir)
     if lock.acquire():
+        api = ServerApi(settings.server_url, "")  # never called: nothing here needs it
         try:
-            api = ServerApi(settings.server_url, "")  # never called: nothing here needs it
             factory = Factory(loaded, api)
             answer = factory.apply_request(request)
             factory.write_status(stopped=True)
+        except PilotWMSError as exc:  # a damaged state.json
+            _fail(exc.message)
         finally:
+            api.close()
             lock.release()
         _answered(answer, "the factory is not running; done directly on its state")
         return

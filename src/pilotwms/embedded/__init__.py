@@ -62,11 +62,11 @@ __all__ = [
     "pilot_log_dir",
     "processes_of",
     "run",
-    "terminate",
     "write_client_config",
 ]
 
 if TYPE_CHECKING:
+    from pilotwms.factory.config import FactoryConfig
     from pilotwms.factory.daemon import Factory
 
 Log = Callable[[str], None]
@@ -149,24 +149,19 @@ def pilot_log_dir(data_dir: Path) -> Path:
     return data_dir / "pilots" / "queues" / QUEUE
 
 
-def terminate(
-    backend: LocalBackend, ids: list[str], grace_s: float, hurry: threading.Event | None = None
-) -> None:
-    """Stop the local pilots ``ids`` (SIGTERM, then SIGKILL after ``grace_s``) and wait until
-    none of their processes is left."""
-    backend.terminate(ids, grace_s, hurry)
+def _most_pilots(options: EmbeddedOptions) -> int:
+    return max(options.pilots, options.max_pilots or options.pilots)
 
 
-def factory_config(options: EmbeddedOptions, url: str, data_dir: Path) -> Any:
+def factory_config(options: EmbeddedOptions, url: str, data_dir: Path) -> FactoryConfig:
     """The factory configuration of ``up``: one local queue on this machine."""
     from pilotwms.factory.config import parse_factory_config
 
     grace = options.grace_s
-    most = max(options.pilots, options.max_pilots or options.pilots)
     queue = {
         "backend": "local",
         "sched_min": options.pilots,
-        "sched_max": most,
+        "sched_max": _most_pilots(options),
         "poll": FACTORY_POLL_S,
         "wait_new": 5.0,
         "wait_term": PILOT_IDLE_S,
@@ -333,9 +328,8 @@ def _announce(
     tags = ",".join(options.tags) or "none"
     lines = [
         f"pilotwms up: server {url}/api/v1 (data in {data_dir})",
-        f"  {options.pilots} local pilot(s) kept warm (at most "
-        f"{max(options.pilots, options.max_pilots or options.pilots)}), {options.cores} core(s) "
-        f"each, tags {tags}; logs in {pilot_log_dir(data_dir)}",
+        f"  {options.pilots} local pilot(s) kept warm (at most {_most_pilots(options)}), "
+        f"{options.cores} core(s) each, tags {tags}; logs in {pilot_log_dir(data_dir)}",
         f"  admin token in {data_dir / CREDENTIALS_FILE}",
     ]
     if config is not None:

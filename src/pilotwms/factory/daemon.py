@@ -77,7 +77,7 @@ from pilotwms.factory.state import (
     write_atomic,
 )
 
-__all__ = ["Factory", "cancel_pilots", "run_factory"]
+__all__ = ["Factory", "request_id", "run_factory"]
 
 log = logging.getLogger("pilotwms.factory")
 
@@ -87,13 +87,6 @@ UNKNOWN_GRACE_S = 600.0
 DRAIN_KILL_S = 300.0
 #: Pilot tokens live a week, or longer than the longest walltime of any queue.
 TOKEN_LIFETIME_S = 7 * 24 * 3600.0
-_BATCH_WORDS = {
-    BatchState.QUEUED: "queued",
-    BatchState.RUNNING: "running",
-    BatchState.FINISHED: "finished",
-    BatchState.FAILED: "failed",
-    BatchState.CANCELLED: "cancelled",
-}
 
 
 @dataclass
@@ -367,8 +360,7 @@ class Factory:
                 rec
                 for rec in self.state.of_queue(name)
                 if rec.pilot_id is not None
-                and rec.state in _BATCH_WORDS.values()
-                and rec.state != rec.reported_state
+                and rec.state not in (BatchState.UNKNOWN, rec.reported_state)
             ]
             if not changed:
                 continue
@@ -571,14 +563,7 @@ class Factory:
                 rec.ended_at, now, self.settings.keep_logs_h
             ):
                 continue
-            log_dir = self.settings.queue_dir(q.name)
-            if isinstance(q.backend, LocalBackend):
-                q.backend.forget(rec.batch_id, log_dir)
-            else:
-                paths = q.backend.log_paths(rec.batch_id, log_dir)
-                for path in (paths.stdout, paths.stderr):
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+            q.backend.forget(rec.batch_id, self.settings.queue_dir(q.name))
             del self.state.pilots[rec.key]
 
     # -- control requests and status ----------------------------------------------------------
@@ -591,6 +576,9 @@ class Factory:
         for path in sorted(folder.glob("request-*.json")):
             try:
                 request = json.loads(path.read_text(encoding="utf-8"))
+                if not isinstance(request, dict):
+                    # Answered, not raised: a request left in place would fail every cycle.
+                    raise ValueError(f"not a JSON object: {request!r}"[:200])
                 answer = self.apply_request(request)
             except (OSError, ValueError) as exc:
                 answer = {"ok": False, "message": f"unreadable request: {exc}"}
@@ -689,11 +677,6 @@ def _mtime(path: Path | None) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
-
-
-def cancel_pilots(factory: Factory, queue: str | None) -> dict[str, Any]:
-    """``factory cancel-pilots`` on a factory that is not running (the caller holds the lock)."""
-    return factory.apply_request({"action": "cancel-pilots", "queue": queue})
 
 
 def request_id() -> str:

@@ -85,9 +85,6 @@ class DemandSnapshot:
         """Agent reports of ``queue``'s pilots by batch id (the ``DemandSource`` view)."""
         return {p.batch_id: p.report for p in self.pilots if p.queue == queue and p.batch_id}
 
-    def versions(self, queue: str) -> dict[str, str]:
-        return {p.batch_id: p.version for p in self.pilots if p.queue == queue and p.batch_id}
-
 
 @dataclass(frozen=True)
 class BatchStateChange:

@@ -198,13 +198,13 @@ class FactoryState:
             queues = {
                 name: QueueRecord.from_dict(item) for name, item in data.get("queues", {}).items()
             }
+            token = data.get("pilot_token") or None
+            expires = float(data.get("pilot_token_expires_at") or 0.0)
         except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigurationError(
                 f"the factory state {path} is damaged ({exc}); the pilots it lists are still "
                 "in the batch system: fix the file, or move it away to start from scratch"
             ) from exc
-        token = data.get("pilot_token") or None
-        expires = float(data.get("pilot_token_expires_at") or 0.0)
         return cls(path, pilots, queues, token, expires)
 
     def save(self) -> None:

@@ -10,6 +10,7 @@ runner with recorded outputs, and nothing else in the backend needs a batch syst
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -313,6 +314,13 @@ class Backend(ABC):
     @abstractmethod
     def log_paths(self, batch_id: str, log_dir: Path) -> PilotLogs:
         """Where the pilot with ``batch_id`` writes its stdout and stderr."""
+
+    def forget(self, batch_id: str, log_dir: Path) -> None:
+        """Remove what an ended pilot left in ``log_dir`` (by default: its two log files)."""
+        paths = self.log_paths(batch_id, log_dir)
+        for path in (paths.stdout, paths.stderr):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def _run(self, argv: Sequence[str], input: str | None = None) -> CompletedCommand:
         return self.runner.run(argv, input=input)

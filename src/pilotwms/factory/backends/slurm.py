@@ -184,9 +184,10 @@ class SlurmBackend(Backend):
 
     def drain(self, ids: Sequence[str]) -> None:
         """Pending pilots are cancelled; running ones get ``scancel --batch --signal=TERM``,
-        which reaches the batch shell -- the agent, which the pilot script ``exec``s -- and
-        not its jobs (a plain ``scancel`` signals every process of the job, so the jobs would
-        die with the pilot instead of being drained and requeued)."""
+        which reaches the batch shell only -- the agent the pilot script ``exec``s, or the shell
+        that passes the signal on to an agent it fetched -- and not its jobs (a plain ``scancel``
+        signals every process of the job, so the jobs would die with the pilot instead of being
+        drained and requeued)."""
         if not ids:
             return
         states = self.status(ids)

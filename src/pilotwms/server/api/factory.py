@@ -12,12 +12,10 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from pilotwms.core.errors import NotFound, TooLarge
 from pilotwms.server.api.policy import AdminPrincipal, UserPrincipal
 from pilotwms.server.api.services import Services, get_services
-from pilotwms.server.db import agent_releases
 from pilotwms.server.logic import pilot_logs, pilots
 from pilotwms.server.logic.accounts import Role, create_token
 from pilotwms.server.logic.agent_releases import MAX_ZIPAPP_BYTES, AgentReleases
@@ -230,21 +228,9 @@ async def install_agent(
 @router.get("/api/v1/admin/agent")
 def agent_releases_list(principal: AdminPrincipal, services: ServicesDep) -> dict[str, Any]:
     """The agent served now and every agent installed before (newest first)."""
-    current = _agents(services).current()
-    with services.db.read() as conn:
-        rows = conn.execute(
-            select(agent_releases).order_by(agent_releases.c.id.desc()).limit(100)
-        ).all()
+    agents = _agents(services)
+    current = agents.current()
     return {
         "current": {"version": current.version, "digest": current.digest, "size": current.size},
-        "releases": [
-            {
-                "version": r.version,
-                "digest": r.digest,
-                "size": r.size,
-                "installed_at": r.installed_at.isoformat(),
-                "installed_by": r.installed_by,
-            }
-            for r in rows
-        ],
+        "releases": agents.history(),
     }

@@ -168,6 +168,23 @@ class AgentReleases:
     def version(self) -> str:
         return self.current().version
 
+    def history(self, limit: int = 100) -> list[dict[str, object]]:
+        """The agents installed, newest first (the first one is current)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(agent_releases).order_by(agent_releases.c.id.desc()).limit(limit)
+            ).all()
+        return [
+            {
+                "version": r.version,
+                "digest": r.digest,
+                "size": r.size,
+                "installed_at": r.installed_at.isoformat(),
+                "installed_by": r.installed_by,
+            }
+            for r in rows
+        ]
+
     def _refresh(self, *, force: bool = False) -> AgentRelease:
         with self._lock:
             if (

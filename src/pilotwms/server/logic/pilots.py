@@ -412,16 +412,25 @@ def apply_batch_states(
             )
     updated = 0
     ended_live: list[tuple[int, str]] = []
+    if not changes:
+        return updated, ended_live
+    # One read for all the changes; ``state`` follows the updates below, so that a batch id
+    # given twice sees what the first change did.
+    by_batch_id: dict[str, list[int]] = {}
+    state: dict[int, str] = {}
+    for found in conn.execute(
+        select(pilots.c.id, pilots.c.state, pilots.c.batch_job_id).where(
+            pilots.c.queue == queue,
+            pilots.c.batch_job_id.in_([c.batch_id for c in changes]),
+            pilots.c.state.in_(UNREGISTERED_STATES + LIVE_STATES),
+        )
+    ):
+        by_batch_id.setdefault(found.batch_job_id, []).append(int(found.id))
+        state[int(found.id)] = found.state
     for change in changes:
-        rows = conn.execute(
-            select(pilots.c.id, pilots.c.state).where(
-                pilots.c.queue == queue,
-                pilots.c.batch_job_id == change.batch_id,
-                pilots.c.state.in_(UNREGISTERED_STATES + LIVE_STATES),
-            )
-        ).all()
-        for row in rows:
-            if row.state in UNREGISTERED_STATES:
+        for pilot_id in by_batch_id.get(change.batch_id, ()):
+            current = state[pilot_id]
+            if current in UNREGISTERED_STATES:
                 if change.state in _BATCH_ENDED:
                     cancelled = change.state == "cancelled"
                     reason = (
@@ -434,21 +443,24 @@ def apply_batch_states(
                         "exit_reason": reason[:1000],
                         "ended_at": now,
                     }
-                elif row.state == SUBMITTED:
+                elif current == SUBMITTED:
                     values = {"state": QUEUED}
                 else:
                     continue
                 result = conn.execute(
                     update(pilots)
-                    .where(pilots.c.id == row.id, pilots.c.state == row.state)
+                    .where(pilots.c.id == pilot_id, pilots.c.state == current)
                     .values(**values)
                 )
-                updated += int(result.rowcount or 0)
-            elif change.state in _BATCH_ENDED:
-                why = f"batch job ended: {_batch_words(change)}"
-                if mark_left(conn, row.id, FAILED, why, now=now):
+                if result.rowcount:
                     updated += 1
-                    ended_live.append((int(row.id), change.state))
+                    state[pilot_id] = values["state"]
+            elif current in LIVE_STATES and change.state in _BATCH_ENDED:
+                why = f"batch job ended: {_batch_words(change)}"
+                if mark_left(conn, pilot_id, FAILED, why, now=now):
+                    updated += 1
+                    state[pilot_id] = FAILED
+                    ended_live.append((pilot_id, change.state))
     return updated, ended_live
 
 
