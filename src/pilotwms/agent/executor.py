@@ -332,6 +332,7 @@ class _ExitWaiter:
     def __init__(self, pidfd: int):
         self.pidfd = pidfd
         self.wake_read, self.wake_fd = os.pipe()
+        os.set_blocking(self.wake_fd, False)  # a full pipe already wakes: never wait to write
         self.poller = select.poll()
         self.poller.register(pidfd, select.POLLIN)
         self.poller.register(self.wake_read, select.POLLIN)
@@ -615,19 +616,20 @@ class JobRunner:
             proc = subprocess.Popen(["/bin/sh", *argv], **options)
         session = proc.pid
         started = time.monotonic()
-        waiter = _ExitWaiter.open(proc.pid)
-        if waiter is not None:
-            with self._wake_lock:
-                self._wake_fd = waiter.wake_fd
-        if payload:
-            self.payload_started = True
-            self.on_event("payload_started", self)
         killed: Optional["tuple[str, str]"] = None
         term_at: Optional[float] = None
         next_sample = time.monotonic() + 0.05
         delay = 0.001
         limit = self.spec.max_memory_mb
-        try:
+        waiter: Optional[_ExitWaiter] = None
+        try:  # from here on, whatever fails, the process is reaped and the waiter closed
+            waiter = _ExitWaiter.open(proc.pid)
+            if waiter is not None:
+                with self._wake_lock:
+                    self._wake_fd = waiter.wake_fd
+            if payload:
+                self.payload_started = True
+                self.on_event("payload_started", self)
             while True:
                 pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:

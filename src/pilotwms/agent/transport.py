@@ -278,7 +278,9 @@ class Transport:
         parts = urllib.parse.urlsplit(self.base_url)
         self.pool: Optional[ConnectionPool] = None
         if parts.scheme in ("http", "https") and not _uses_proxy(self.base_url):
-            self.pool = ConnectionPool(parts.scheme, parts.hostname or "", parts.port, self.context)
+            # http.client takes a port-less IPv6 literal's last ':' for the port: always pass it.
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            self.pool = ConnectionPool(parts.scheme, parts.hostname or "", port, self.context)
 
     def close(self) -> None:
         """Close the idle keep-alive connections (a later request opens a new one)."""
@@ -480,13 +482,12 @@ def fetch_url(
     if scheme not in ("http", "https"):
         raise TransportError(f"unsupported URL scheme in {url!r}")
     try:
-        with (
-            urllib.request.urlopen(url, timeout=timeout, context=context) as reply,
-            open(dest, "wb") as out,
-        ):
-            for chunk in iter(lambda: reply.read(CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
+        # Two statements, not a parenthesised ``with (...)``: that form is Python 3.10's.
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as reply:  # noqa: SIM117
+            with open(dest, "wb") as out:
+                for chunk in iter(lambda: reply.read(CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
     except urllib.error.HTTPError as err:
         raise ServerRejected(err.code, f"GET {url} failed") from None
     except _TRANSIENT as exc:

@@ -57,7 +57,10 @@ def build_zipapp(
             data = path.read_bytes()
             if name == "__init__.py" and version is not None:
                 line = f'AGENT_VERSION = "{version}"'
-                data = _VERSION_LINE.sub(line, data.decode("utf-8"), count=1).encode("utf-8")
+                text, found = _VERSION_LINE.subn(line, data.decode("utf-8"), count=1)
+                if found != 1:
+                    raise RuntimeError(f"{path}: no AGENT_VERSION line to set version {version}")
+                data = text.encode("utf-8")
             add("pilotwms/agent/" + name, data)
     dest = Path(dest_path)
     dest.parent.mkdir(parents=True, exist_ok=True)
