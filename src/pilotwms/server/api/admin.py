@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from pilotwms.server.api.policy import AdminPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import Services, ServicesDep
 from pilotwms.server.db import utcnow
 from pilotwms.server.logic.purge import collect_unreferenced, purge_jobs
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class PurgeRequest(BaseModel):

@@ -9,13 +9,13 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from pilotwms.core.errors import NotFound, TooLarge
 from pilotwms.server.api.policy import AdminPrincipal, UserPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import Services, ServicesDep
 from pilotwms.server.logic import pilot_logs, pilots
 from pilotwms.server.logic.accounts import Role, create_token
 from pilotwms.server.logic.agent_releases import MAX_ZIPAPP_BYTES, AgentReleases
@@ -25,7 +25,6 @@ from pilotwms.server.logic.leases import release_attempts
 from pilotwms.server.logic.retries import EndStatus
 
 router = APIRouter(tags=["pilot factory"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 Stream = Annotated[str, Query(description="stdout or stderr")]
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
@@ -15,14 +15,13 @@ from starlette.datastructures import UploadFile
 from pilotwms.core.errors import BadRequest, TooLarge
 from pilotwms.core.states import JobState
 from pilotwms.server.api.policy import UserPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import Services, ServicesDep
 from pilotwms.server.logic import bookkeeping, cancellation, rescue
 from pilotwms.server.logic.accounts import Principal
 from pilotwms.server.logic.sandboxes import check_references, store_uploads
 from pilotwms.server.logic.submission import Plan, persist, plan
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 #: Multipart field names whose parts are keyed by their file name instead of the field name.
 FILE_FIELDS = ("sandbox", "file", "files")

@@ -6,19 +6,18 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from typing import Annotated, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from pilotwms.core.archives import write_tar_gz
 from pilotwms.server.api.policy import UserPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import Services, ServicesDep
 from pilotwms.server.logic import output
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["output"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def _clear(services: Services, job_id: int, principal: Any) -> None:

@@ -7,16 +7,16 @@ import asyncio
 import contextlib
 import json
 import tempfile
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from pilotwms.core.errors import BadRequest, NotFound, PilotNotFound, StaleAttempt, TooLarge
 from pilotwms.server.api.policy import PilotPrincipal
-from pilotwms.server.api.services import Services
+from pilotwms.server.api.services import Services, ServicesDep
 from pilotwms.server.logic import pilots
 from pilotwms.server.logic.accounts import Principal, Role
 from pilotwms.server.logic.attempts import Effects, apply_reports, check_current
@@ -26,15 +26,6 @@ from pilotwms.server.logic.output import record_output
 
 router = APIRouter(prefix="/api/v1/pilot", tags=["pilot protocol"])
 
-
-async def _services(request: Request) -> Services:
-    """The app's services, got in the event loop (a plain function dependency would cost a
-    worker-thread hop on every pilot request)."""
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(_services)]
 
 AGENT_VERSION_HEADER = "X-Pilotwms-Agent-Version"
 

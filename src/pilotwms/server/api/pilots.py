@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from pilotwms.core.errors import PilotNotFound
 from pilotwms.server.api.policy import AdminPrincipal, UserPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import ServicesDep
 from pilotwms.server.logic import perusal, pilots
 
 router = APIRouter(tags=["pilots"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class DrainRequest(BaseModel):

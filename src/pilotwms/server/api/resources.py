@@ -7,17 +7,16 @@ import json
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from pilotwms.core.errors import BadRequest
 from pilotwms.server.api.policy import AdminPrincipal, UserPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import ServicesDep
 from pilotwms.server.logic import registry
 
 router = APIRouter(tags=["resources"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class QueueAd(BaseModel):

@@ -8,20 +8,19 @@ content it was computed from, so these routes reveal nothing a caller does not h
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from pilotwms.core.errors import BlobNotFound, TooLarge
 from pilotwms.server.api.policy import AnyPrincipal
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import ServicesDep
 from pilotwms.server.blobstore import validate_digest
 
 router = APIRouter(prefix="/api/v1/sandboxes", tags=["sandboxes"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 @router.post("", status_code=201)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from pilotwms.core.settings import ServerSettings
 from pilotwms.server.blobstore import BlobStore
@@ -50,6 +51,11 @@ class Services:
             self.dispatcher.jobs_changed(tq_ids, released=released)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The app's services. A coroutine, so that FastAPI resolves it in the event loop: a plain
+    function dependency costs a worker-thread hop on every request."""
     services: Services = request.app.state.services
     return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -5,20 +5,19 @@ They carry no user data; a load balancer and Prometheus call them without a toke
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 from sqlalchemy import text
 
 from pilotwms import __version__
 from pilotwms.server.api.policy import PUBLIC
-from pilotwms.server.api.services import Services, get_services
+from pilotwms.server.api.services import ServicesDep
 from pilotwms.server.db.migrate import head_revision
 from pilotwms.server.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["system"])
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 @router.get("/api/v1/health", dependencies=[PUBLIC])
