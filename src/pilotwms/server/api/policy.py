@@ -90,10 +90,6 @@ class TokenCache:
                 self._entries.clear()  # rare (thousands of live tokens); refilled on demand
             self._entries[digest] = (principal, time.monotonic() + self.ttl)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
 
 def token_cache(request: Request) -> TokenCache:
     """The app's token cache (made on first use)."""
