@@ -125,7 +125,7 @@ def wait_until_ready(service: Service) -> str:
 
 def stop_service(service: Service) -> bool:
     """SIGINT (as Ctrl-C would), then make sure nothing of it is left; True when clean."""
-    from pilotwms.embedded import STATE_FILE, pilot_log_dir, processes_of, terminate
+    from pilotwms.embedded import STATE_FILE, pilot_log_dir, processes_of
     from pilotwms.factory.backends.local import LocalBackend
 
     state_file = service.data_dir / STATE_FILE
@@ -144,7 +144,7 @@ def stop_service(service: Service) -> bool:
     # Pilots are detached from ``up``; if it could not stop them, they are stopped here.
     leftovers = processes_of(int(i.partition("-")[0]) for i in pilot_ids)
     if leftovers:
-        terminate(LocalBackend(log_dir=pilot_log_dir(service.data_dir)), pilot_ids, 0)
+        LocalBackend(log_dir=pilot_log_dir(service.data_dir)).terminate(pilot_ids, 0)
     return service.process.returncode == 0 and not leftovers
 
 
