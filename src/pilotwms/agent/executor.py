@@ -234,8 +234,10 @@ class WorkDirs:
     journalled metadata writes), so a job that leaves its directory empty, as most short jobs
     do, hands it on: it is moved aside (to ``spare``, next to ``root``) and renamed to the next
     job's directory, which is one cheap rename each way. Only empty directories with their
-    original permissions are handed on; a job never sees another's files, and no two running
-    jobs share a directory.
+    original permissions are handed on, and no two running jobs share a directory. A process
+    of a finished short job that left its session (``setsid``) keeps its working directory and
+    so would see the next job's; jobs of one pilot run as the same user, so they are no security
+    boundary for each other in any case.
     """
 
     def __init__(self, root: Path, max_spare: int = 16):
