@@ -310,3 +310,34 @@ def test_an_empty_work_directory_is_handed_on_and_a_used_one_removed(tmp_path: P
         dirs.make(tmp_path / "jobs")
     dirs.close()
     assert not dirs.spare.exists()
+
+
+def test_the_next_job_runs_in_the_finished_jobs_thread_and_can_be_cancelled_there(
+    kit: JobKit,
+) -> None:
+    # A pilot hands the job its slot's next job from on_done; the thread, its exit waiter and
+    # its wake-up pipe (written to by the first job's cancel) serve the second job too.
+    threads: set[int] = set()
+    runners: list[executor.JobRunner] = []
+
+    def on_event(kind: str, runner: executor.JobRunner) -> None:
+        threads.add(threading.get_ident())
+
+    def on_done(runner: executor.JobRunner) -> executor.JobRunner | None:
+        if len(runners) > 1:
+            return None
+        spec = kit.spec(executable="/bin/sleep", arguments=["300"])
+        runners.append(executor.JobRunner(spec, kit.context, 1, on_event, on_done))
+        return runners[-1]
+
+    spec = kit.spec(executable="/bin/sleep", arguments=["300"])
+    runners.append(executor.JobRunner(spec, kit.context, 1, on_event, on_done))
+    runners[0].start()
+    wait_for(lambda: runners[0].payload_started, what="the first payload")
+    runners[0].cancel()
+    assert runners[0].wait(20) and len(runners) == 2  # on_done ran before wait() returned
+    wait_for(lambda: runners[1].payload_started, what="the second payload")
+    runners[1].cancel()
+    assert runners[1].wait(20)
+    assert [r.result.status for r in runners if r.result] == [executor.CANCELLED] * 2
+    assert len(threads) == 1

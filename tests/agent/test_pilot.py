@@ -158,6 +158,27 @@ def test_short_jobs_are_prefetched_and_their_reports_coalesced(
     assert wms.report_posts < 3 * count / 2
 
 
+def test_a_long_job_among_streaming_short_ones_reports_its_start_while_it_runs(
+    wms: FakeWMS, tmp_path: Path
+) -> None:
+    # While jobs are queued, progress reports are held until the next batch goes out (a short
+    # job's end replaces them); a job still running then must have them sent.
+    wms.add_job(job("long", executable="/bin/sleep", arguments=["30"]))
+    for n in range(20):
+        wms.add_job(job(f"s{n}"))
+    pilot = RunningPilot(wms, tmp_path, prefetch=8)
+    wait_for(lambda: all(finished(wms, f"s{n}") for n in range(20)), what="the short jobs")
+    wait_for(
+        lambda: [r["type"] for r in wms.reports_of("long")] == ["started", "payload_started"],
+        what="the long job's progress reports",
+    )
+    with wms.lock:
+        wms.commands.append({"action": "drain", "reason": "test", "grace_s": 0})
+    assert pilot.join() == EXIT_OK
+    assert [r["type"] for r in wms.reports_of("long")][-1] == "finished"
+    assert finished(wms, "long")[0]["status"] == "drained"
+
+
 def test_queued_jobs_are_listed_in_heartbeats_cancellable_and_refused_on_drain(
     wms: FakeWMS, tmp_path: Path
 ) -> None:

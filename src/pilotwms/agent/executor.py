@@ -319,9 +319,12 @@ def remove_work_dir(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_ODD_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
 def _dir_name(spec: JobSpec) -> str:
     """A readable, unique directory name: ids that differ only in odd characters still differ."""
-    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.job_id)[:80]
+    readable = _ODD_CHARACTERS.sub("_", spec.job_id)[:80]
     if readable != spec.job_id:
         readable += "-" + hashlib.sha256(spec.job_id.encode()).hexdigest()[:10]
     return f"{readable}.{spec.attempt}"
@@ -329,31 +332,48 @@ def _dir_name(spec: JobSpec) -> str:
 
 class _ExitWaiter:
     """Sleeps until a child process ends or :meth:`JobRunner.stop` writes to the wake pipe:
-    a pidfd (``os.pidfd_open``, Linux 5.3+) and a pipe in one ``poll``."""
+    a pidfd (``os.pidfd_open``, Linux 5.3+) and a pipe in one ``poll``.
 
-    def __init__(self, pidfd: int):
-        self.pidfd = pidfd
+    One per job thread, used by each job that thread runs in turn: only the pidfd is new for
+    each process. A wake-up byte left over from an earlier job's stop costs one spurious
+    wake-up, which the step loop absorbs.
+    """
+
+    def __init__(self) -> None:
         self.wake_read, self.wake_fd = os.pipe()
         os.set_blocking(self.wake_fd, False)  # a full pipe already wakes: never wait to write
         self.poller = select.poll()
-        self.poller.register(pidfd, select.POLLIN)
         self.poller.register(self.wake_read, select.POLLIN)
+        self.pidfd: Optional[int] = None
 
     @classmethod
-    def open(cls, pid: int) -> "Optional[_ExitWaiter]":
-        """A waiter for child ``pid``, or None where pidfds are not available."""
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is None:
+    def create(cls) -> "Optional[_ExitWaiter]":
+        """A waiter, or None where pidfds are not available (the step then polls)."""
+        if getattr(os, "pidfd_open", None) is None:
             return None
         try:
-            pidfd = pidfd_open(pid)
+            return cls()
         except OSError:
             return None
+
+    def watch(self, pid: int) -> bool:
+        """Wake when child ``pid`` ends; False if no pidfd can be had for it."""
         try:
-            return cls(pidfd)
+            pidfd = os.pidfd_open(pid)
         except OSError:
-            os.close(pidfd)
-            return None
+            return False
+        self.pidfd = pidfd
+        self.poller.register(pidfd, select.POLLIN)
+        return True
+
+    def unwatch(self) -> None:
+        """Stop watching the process (its pidfd is closed)."""
+        if self.pidfd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.poller.unregister(self.pidfd)
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None
 
     def wait(self, timeout: float) -> None:
         """Return when the process ended, a stop was asked for, or after ``timeout`` s."""
@@ -363,7 +383,8 @@ class _ExitWaiter:
                     os.read(self.wake_read, 512)
 
     def close(self) -> None:
-        for fd in (self.pidfd, self.wake_read, self.wake_fd):
+        self.unwatch()
+        for fd in (self.wake_read, self.wake_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -374,7 +395,12 @@ class JobRunner:
     ``on_event(kind, runner)`` is called from the job's thread with ``"started"`` (the job was
     received and set-up begins), ``"payload_started"`` (the executable was started: from now on a
     retry is a deep one) and ``"finished"`` (``runner.result`` is set; the work directory is
-    removed right after, and :meth:`wait` returns once it is gone).
+    removed right after).
+
+    ``on_done(runner)``, called in the same thread once the work directory is gone, may hand
+    back the next job for the slot this one freed: it then runs in this thread at once. A pilot
+    streaming short jobs so starts each one without waking any other thread, where a hand-over
+    to the main loop and then to a pool thread cost several context switches per job.
     """
 
     def __init__(
@@ -383,11 +409,13 @@ class JobRunner:
         context: ExecutorContext,
         cores: int,
         on_event: Callable[[str, "JobRunner"], None],
+        on_done: "Optional[Callable[[JobRunner], Optional[JobRunner]]]" = None,
     ):
         self.spec = spec
         self.context = context
         self.cores = cores
         self.on_event = on_event
+        self.on_done = on_done
         self.work_dir = context.jobs_root / _dir_name(spec)
         self.result: Optional[JobResult] = None
         self.payload_started = False
@@ -400,6 +428,8 @@ class JobRunner:
         # that a stop never writes to a descriptor number the step already closed.
         self._wake_fd: Optional[int] = None
         self._wake_lock = threading.Lock()
+        self._waiter: Optional[_ExitWaiter] = None  # the job thread's (see _chain)
+        self._devnull: int = subprocess.DEVNULL  # the job thread's, where it has one
         self._done = threading.Event()
         self._started_at = time.monotonic()
         self._deadline: Optional[float] = None
@@ -408,7 +438,41 @@ class JobRunner:
     def start(self) -> None:
         """Start the job's thread."""
         assert self.context.threads is not None
-        self.context.threads.run(self._main, f"job-{self.spec.key}")
+        self.context.threads.run(self._chain, f"job-{self.spec.key}")
+
+    def _chain(self) -> None:
+        """Run this job, then each successor ``on_done`` hands back, in this thread."""
+        waiter = _ExitWaiter.create()
+        # One /dev/null for the streams a job leaves unset, rather than Popen opening and
+        # closing its own for every process (a tenth of what spawning /bin/true costs).
+        try:
+            devnull: Optional[int] = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            devnull = None
+        runner: Optional[JobRunner] = self
+        try:
+            while runner is not None:
+                threading.current_thread().name = f"job-{runner.spec.key}"
+                runner._waiter = waiter
+                if devnull is not None:
+                    runner._devnull = devnull
+                runner._main()
+                ended, runner = runner, runner._successor()
+                ended._done.set()  # after on_done: whoever waits sees the job's slot freed
+        finally:
+            if waiter is not None:
+                waiter.close()
+            if devnull is not None:
+                os.close(devnull)
+
+    def _successor(self) -> "Optional[JobRunner]":
+        if self.on_done is None:
+            return None
+        try:
+            return self.on_done(self)
+        except Exception:  # the thread must survive a failing callback
+            log.exception("job %s: done callback failed", self.spec.key)
+            return None
 
     def stop(self, status: str, reason: str) -> None:
         """Ask the job to end with ``status`` (``cancelled`` or ``drained``); returns at once."""
@@ -429,7 +493,8 @@ class JobRunner:
         self.stop(DRAINED, reason)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait until the job's thread has finished; True if it has."""
+        """Wait until the job has ended, its work directory is gone and ``on_done`` has
+        returned; True if so."""
         return self._done.wait(timeout)
 
     @property
@@ -474,7 +539,6 @@ class JobRunner:
             if not self.context.keep_work_dirs:
                 assert self.context.work_dirs is not None
                 self.context.work_dirs.done(self.work_dir)
-            self._done.set()
 
     def _check_stop(self) -> None:
         if self._stop_request is not None:
@@ -539,7 +603,7 @@ class JobRunner:
 
     def _script(self, script: Script, env: Mapping[str, str], what: str) -> Optional[int]:
         program = resolve_program(script.path, self.work_dir, env)
-        step = self._step([program, *script.arguments], env, stdin=subprocess.DEVNULL)
+        step = self._step([program, *script.arguments], env, stdin=self._devnull)
         if step.killed:
             raise _Stop(*step.killed)
         return step.returncode
@@ -555,7 +619,7 @@ class JobRunner:
                 raise _Stop(SETUP_FAILED, f"StdInput {spec.stdin!r} is not in the sandbox")
             stdin = stack.enter_context(open(work / spec.stdin, "rb"))  # noqa: SIM115
         else:
-            stdin = subprocess.DEVNULL  # opened by Popen itself, without Python's buffering
+            stdin = self._devnull  # no Python file object: nothing to buffer or close
         stdout = stderr = None
         if spec.stdout:
             (work / spec.stdout).parent.mkdir(parents=True, exist_ok=True)
@@ -602,10 +666,10 @@ class JobRunner:
         """Run one process step to its end, enforcing limits and stop requests."""
         options: Dict[str, Any] = {
             "cwd": str(self.work_dir),
-            "env": dict(env),
+            "env": env,
             "stdin": stdin,
-            "stdout": stdout if stdout is not None else subprocess.DEVNULL,
-            "stderr": stderr if stderr is not None else subprocess.DEVNULL,
+            "stdout": stdout if stdout is not None else self._devnull,
+            "stderr": stderr if stderr is not None else self._devnull,
             "start_new_session": True,
             "close_fds": True,
         }
@@ -624,9 +688,9 @@ class JobRunner:
         delay = 0.001
         limit = self.spec.max_memory_mb
         waiter: Optional[_ExitWaiter] = None
-        try:  # from here on, whatever fails, the process is reaped and the waiter closed
-            waiter = _ExitWaiter.open(proc.pid)
-            if waiter is not None:
+        try:  # from here on, whatever fails, the process is reaped and the waiter released
+            if self._waiter is not None and self._waiter.watch(proc.pid):
+                waiter = self._waiter
                 with self._wake_lock:
                     self._wake_fd = waiter.wake_fd
             if payload:
@@ -677,7 +741,7 @@ class JobRunner:
             if waiter is not None:
                 with self._wake_lock:
                     self._wake_fd = None
-                waiter.close()
+                waiter.unwatch()
             if proc.returncode is None:
                 processes.signal_session(session, signal.SIGKILL, self.context.proc)
                 proc.wait()

@@ -9,6 +9,7 @@ setup failure instead of crashing or silently dropping it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -69,7 +70,7 @@ class JobSpec:
     max_memory_mb: Optional[int] = None
     perusal: bool = False
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """``job_id/attempt``: unique among everything one pilot ever runs."""
         return f"{self.job_id}/{self.attempt}"

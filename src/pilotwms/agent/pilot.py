@@ -19,9 +19,16 @@ Short jobs are where the round trips show, so the runner does two things for the
   (or as soon as ``_FLUSH_AT`` are pending), so a pilot streaming short jobs sends one batch
   per window rather than one per job; otherwise at once, so the start of a single job is not
   delayed. ``finished`` reports are on disk (the spool) from the start. Batches are sent from a
-  thread of their own, one at a time, like the long poll: while a batch is on its way the main
-  loop keeps reaping finished jobs and starting queued ones, so the slots never wait for the
+  thread of their own, one at a time, like the long poll, so the slots never wait for the
   server.
+* **jobs follow jobs in their thread**: a job's thread, once its job has ended, does the
+  bookkeeping itself (the slot released, the lifecycle told) and runs the next queued job that
+  fits, rather than handing over to the main loop, which would hand over to a pool thread:
+  each hand-over is a wake-up and a fight for the interpreter lock, several per job. The main
+  loop is woken only when it has something to do (the queue needs refilling, no job is left,
+  a report should go out at once) and otherwise every coalescing window while jobs stream.
+  What the job threads and the main loop share (running and queued jobs, the slot book, the
+  lifecycle) is guarded by one lock, never held across a server call or a wait.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import IO, Any, Callable, Deque, Dict, List, Mapping, Optional
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Mapping, Optional, Set
 
 from . import AGENT_VERSION
 from .executor import CANCELLED, REFUSED, SETUP_FAILED, ExecutorContext, JobRunner
@@ -88,6 +95,40 @@ def lock_work_dir(root: Path) -> IO[bytes]:
     return handle
 
 
+class JobQueue:
+    """Jobs handed to this pilot that wait for a slot, oldest first; a key lookup is O(1), as
+    every job spec that arrives is checked against the whole queue."""
+
+    def __init__(self) -> None:
+        self._order: Deque[JobSpec] = deque()
+        self._keys: Set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return iter(self._order)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def append(self, spec: JobSpec) -> None:
+        self._order.append(spec)
+        self._keys.add(spec.key)
+
+    def first(self) -> JobSpec:
+        return self._order[0]
+
+    def popleft(self) -> JobSpec:
+        spec = self._order.popleft()
+        self._keys.discard(spec.key)
+        return spec
+
+    def remove(self, spec: JobSpec) -> None:
+        self._order.remove(spec)
+        self._keys.discard(spec.key)
+
+
 class Pilot:
     """One pilot's run. ``clock`` is monotonic seconds, ``wall`` epoch seconds for reports."""
 
@@ -132,14 +173,19 @@ class Pilot:
         self.context.jobs_root.mkdir(parents=True, exist_ok=True)
         assert self.context.threads is not None
         self._threads = self.context.threads
+        # Shared with the job threads, under _book: runners, queued, slots, lifecycle,
+        # _recent_wall_s, _peek_sizes, _closing.
+        self._book = threading.RLock()
         self.runners: Dict[str, JobRunner] = {}
-        self.queued: Deque[JobSpec] = deque()
+        self.queued = JobQueue()
+        self._closing = False
+        # Progress reports held while jobs stream (see _on_event), by job key.
+        self._held: Dict[str, List["tuple[JobSpec, str, float]"]] = {}
         self._recent_wall_s: Optional[float] = None  # moving average of finished jobs
         self._last_flush = -1e18
         self.heartbeat_s = 30.0
         self.poll_wait_s = 20.0
         self._wake = threading.Event()
-        self._finished: "queue.Queue[JobRunner]" = queue.Queue()
         self._polled: "queue.Queue[Any]" = queue.Queue()
         self._poll_outstanding = False
         self._flushed: "queue.Queue[Any]" = queue.Queue()
@@ -175,17 +221,42 @@ class Pilot:
             for name in ("type", "job_id", "attempt"):
                 fields.pop(name)
             fields["stdout_tail"] = runner.stdout_tail(2048) if spec.perusal else ""
-            try:
-                self._report(spec.job_id, spec.attempt, "finished", **fields)
-            finally:
-                # Even if the report cannot be written, the slot must be freed.
-                self._finished.put(runner)
-                self._wake.set()
+            with self._book:
+                self._held.pop(spec.key, None)  # implied by the end (the protocol's rule)
+            # While jobs stream, the main loop wakes each coalescing window anyway, and the
+            # job's thread frees the slot itself (_on_done); otherwise the report goes at once.
+            self._report(spec.job_id, spec.attempt, "finished", wake=not self.queued, **fields)
         elif kind in ("started", "payload_started"):
-            # While jobs are queued (short jobs streaming through), progress reports wait for
-            # the coalescing window, which the next job's end opens: waking the main loop for
-            # each of them only made it spin. Otherwise they go out at once.
-            self._report(spec.job_id, spec.attempt, kind, wake=not self.queued)
+            if self.queued:
+                # Short jobs streaming through: the progress report is held until the next
+                # batch goes out (_release_held), by which time the job has usually ended
+                # and its end report implies it; so most short jobs never make one.
+                with self._book:
+                    self._held.setdefault(spec.key, []).append((spec, kind, self.wall()))
+            else:
+                self._report(spec.job_id, spec.attempt, kind)
+
+    def _release_held(self) -> None:
+        """Put the held progress reports of jobs still running into the spool (main loop,
+        before a batch goes out), with the time of the event they report. Under ``_book``, so
+        a job's end, which drops its held reports under it too, always comes after them."""
+        with self._book:
+            held, self._held = self._held, {}
+            for events in held.values():
+                for spec, kind, when in events:
+                    self._report(spec.job_id, spec.attempt, kind, wake=False, time=when)
+
+    def _on_done(self, runner: JobRunner) -> Optional[JobRunner]:
+        """A job's thread is done with its job (``JobRunner.on_done``): free its slot and hand
+        back the next queued job that fits, to run in that thread."""
+        now = self.clock()
+        with self._book:
+            self._retire(runner, now)
+            successor = self._start_queued(now, inline=True)
+            wake = not self.runners or self._wants_work()
+        if wake:
+            self._wake.set()
+        return successor
 
     def handle_signal(self, signum: int, frame: Any = None) -> None:
         """SIGTERM/SIGINT: the first drains with ``sigterm_grace``, the next kills at once."""
@@ -205,23 +276,25 @@ class Pilot:
         handled_signals = 0
         while True:
             now = self.clock()
-            self._reap(now)
             if self._signals > handled_signals:
                 grace = self.settings.sigterm_grace if handled_signals == 0 else 0.0
                 handled_signals = self._signals
-                self.lifecycle.on_drain(now, "SIGTERM from the batch system", grace)
+                with self._book:
+                    self.lifecycle.on_drain(now, "SIGTERM from the batch system", grace)
             self._take_polled(now)
             self._take_flushed(now)
-            if self.queued and (self.lifecycle.phase == DRAINING or self._signals):
-                self._refuse_queued(f"pilot is draining ({self.lifecycle.drain_reason})")
-            decision = self.lifecycle.decide(now, len(self.runners) + len(self.queued))
-            if decision.kill_running:
-                for runner in self.runners.values():
-                    runner.drain(decision.reason)
+            with self._book:
+                if self.queued and (self.lifecycle.phase == DRAINING or self._signals):
+                    self._refuse_queued(f"pilot is draining ({self.lifecycle.drain_reason})")
+                decision = self.lifecycle.decide(now, len(self.runners) + len(self.queued))
+                if decision.kill_running:
+                    for runner in self.runners.values():
+                        runner.drain(decision.reason)
+                draining = self.lifecycle.phase == DRAINING
             # With a work request still out, its answer may hold a job for this pilot: an idle
             # pilot waits for it (a long poll always ends) rather than strand the job; a
             # draining one does not, since the batch system may not wait that long.
-            waiting = self._poll_outstanding and self.lifecycle.phase != DRAINING
+            waiting = self._poll_outstanding and not draining
             if decision.exit and not waiting:
                 self.exit_reason = decision.reason
                 break
@@ -238,10 +311,12 @@ class Pilot:
         return not self.queued or pending >= _FLUSH_AT or now >= self._last_flush + _COALESCE_S
 
     def _sleep_time(self) -> float:
-        """Until the next tick, or the end of the coalescing window if reports wait."""
+        """Until the next tick, or the end of the coalescing window if reports wait; while
+        jobs stream (queued jobs), at most one window, since their reports do not wake the
+        main loop."""
         if len(self.spool) and not self._flush_outstanding and self.clock() >= self._next_try:
             return max(0.0, min(_TICK, self._last_flush + _COALESCE_S - self.clock()))
-        return _TICK
+        return _COALESCE_S if self.queued else _TICK
 
     def _register_until_done(self) -> Optional[int]:
         """Register, retrying with back-off; an exit code if the pilot must give up."""
@@ -265,15 +340,17 @@ class Pilot:
                 self._wake.clear()
 
     def _register(self) -> None:
-        ad = slot_ad(
-            self.facts,
-            self.settings,
-            agent_version=AGENT_VERSION,
-            free_cores=self.slots.free().cores,
-            free_memory_mb=self.slots.free().memory_mb,
-            running_jobs=len(self.runners),
-            time_left_s=self.lifecycle.time_left(self.clock()),
-        )
+        with self._book:
+            free = self.slots.free()
+            ad = slot_ad(
+                self.facts,
+                self.settings,
+                agent_version=AGENT_VERSION,
+                free_cores=free.cores,
+                free_memory_mb=free.memory_mb,
+                running_jobs=len(self.runners),
+                time_left_s=self.lifecycle.time_left(self.clock()),
+            )
         reply = self.client.register(ad, AGENT_VERSION, self.settings.queue, self.facts.batch_id)
         self.heartbeat_s = float(self.settings.heartbeat or reply.get("heartbeat_interval_s") or 30)
         self.poll_wait_s = float(self.settings.poll_wait or reply.get("poll_wait_s") or 20)
@@ -287,6 +364,8 @@ class Pilot:
             # Reports and the work request each go in a thread of their own, so neither waits
             # for the other, and the heartbeat below waits for neither. Reports are started
             # first: a job's ``started`` report is then on its way before the next long poll.
+            if self._held and not self._flush_outstanding:
+                self._release_held()
             pending = len(self.spool)
             if pending and not self._flush_outstanding and self._flush_due(now, pending):
                 self._last_flush = now
@@ -331,15 +410,17 @@ class Pilot:
         # it advertises must not count jobs that are already on their way.
         if self._poll_outstanding:
             return
-        free = self.slots.free()
-        # Queued jobs take the free slots first (in order), so a request with jobs queued
-        # asks only for more queue; the queue is refilled once half of it has been used, so
-        # that each request brings a batch rather than the one job just started.
-        max_jobs = free.jobs if free.cores > 0 and not self.queued else 0
-        limit = self._prefetch_limit()
-        prefetch = limit - len(self.queued) if len(self.queued) <= limit // 2 else 0
-        if max_jobs <= 0 and prefetch <= 0:
-            return
+        with self._book:
+            free = self.slots.free()
+            # Queued jobs take the free slots first (in order), so a request with jobs queued
+            # asks only for more queue; the queue is refilled once half of it has been used,
+            # so that each request brings a batch rather than the one job just started.
+            max_jobs = free.jobs if free.cores > 0 and not self.queued else 0
+            limit = self._prefetch_limit()
+            prefetch = limit - len(self.queued) if len(self.queued) <= limit // 2 else 0
+            if max_jobs <= 0 and prefetch <= 0:
+                return
+            running = len(self.runners)
         body = {
             "free_cores": free.cores,
             "free_memory_mb": free.memory_mb,
@@ -351,13 +432,22 @@ class Pilot:
                 self.facts,
                 free_cores=free.cores,
                 free_memory_mb=free.memory_mb,
-                running_jobs=len(self.runners),
+                running_jobs=running,
                 time_left_s=time_left,
             ),
         }
         self._poll_outstanding = True
         pilot_id = self.client.pilot_id
         self._threads.run(lambda: self._poll(body, pilot_id), "work-poll")
+
+    def _wants_work(self) -> bool:
+        """Whether a work request would go out now (see :meth:`_start_poll`): a free slot with
+        nothing queued, or a queue used down to half its limit. Under ``_book``."""
+        if self._poll_outstanding:
+            return False
+        if not self.queued:
+            return True
+        return len(self.queued) <= self._prefetch_limit() // 2
 
     def _prefetch_limit(self) -> int:
         """How many jobs may wait here for a slot (the ``prefetch`` setting; automatic: about
@@ -396,6 +486,10 @@ class Pilot:
 
     def _accept(self, raw: Any, now: float) -> None:
         """Start one job spec from the server, or report why it cannot run here."""
+        with self._book:
+            self._accept_locked(raw, now)
+
+    def _accept_locked(self, raw: Any, now: float) -> None:
         try:
             spec = parse_job_spec(raw)
         except JobSpecError as exc:
@@ -405,7 +499,7 @@ class Pilot:
                     exc.job_id, exc.attempt, "finished", status=SETUP_FAILED, reason=str(exc)
                 )
             return
-        if spec.key in self.runners or any(q.key == spec.key for q in self.queued):
+        if spec.key in self.runners or spec.key in self.queued:
             return
         refusal = ""
         if self.lifecycle.phase == DRAINING:
@@ -433,10 +527,16 @@ class Pilot:
         while self.queued:
             self._refuse(self.queued.popleft(), reason)
 
-    def _start_queued(self, now: float) -> None:
-        """Start queued jobs, oldest first, while the oldest fits the free slots."""
+    def _start_queued(self, now: float, inline: bool = False) -> Optional[JobRunner]:
+        """Start queued jobs, oldest first, while the oldest fits the free slots (under
+        ``_book``). With ``inline``, the first is not started but returned, for the calling
+        job thread to run. Nothing starts while the pilot drains or closes: the main loop
+        refuses what is queued then."""
+        if self._closing or self._signals or self.lifecycle.phase == DRAINING:
+            return None
+        first: Optional[JobRunner] = None
         while self.queued:
-            spec = self.queued[0]
+            spec = self.queued.first()
             if not self.lifecycle.job_fits(spec.max_wall_time_s, now):
                 self.queued.popleft()
                 self._refuse(spec, "job does not fit the pilot's time left")
@@ -444,70 +544,68 @@ class Pilot:
             reservation = self.slots.reserve(spec.key, spec.cores, spec.memory_mb, spec.whole_node)
             if not reservation.granted:
                 if self.runners:
-                    return  # it fits once a running job ends
+                    return first  # it fits once a running job ends
                 self.queued.popleft()
                 self._refuse(spec, reservation.reason)
                 continue
             self.queued.popleft()
-            self._start(spec, now)
+            runner = JobRunner(spec, self.context, reservation.cores, self._on_event, self._on_done)
+            self.runners[spec.key] = runner
+            self.lifecycle.on_job_started(now)
+            log.info("starting job %s on %d cores", spec.key, reservation.cores)
+            if inline and first is None:
+                first = runner
+            else:
+                runner.start()
+        return first
 
-    def _start(self, spec: JobSpec, now: float) -> None:
-        claim = self.slots.claims[spec.key]
-        runner = JobRunner(spec, self.context, claim.cores, self._on_event)
-        self.runners[spec.key] = runner
-        self.lifecycle.on_job_started(now)
-        log.info("starting job %s on %d cores", spec.key, claim.cores)
-        runner.start()
-
-    def _reap(self, now: float) -> None:
-        while True:
-            try:
-                runner = self._finished.get_nowait()
-            except queue.Empty:
-                return
-            self.runners.pop(runner.spec.key, None)
-            self.slots.release(runner.spec.key)
-            self._peek_sizes.pop(runner.spec.key, None)
-            self.lifecycle.on_job_finished(now, len(self.runners))
-            result = runner.result
-            if result is not None:
-                log.info("job %s ended %s %s", runner.spec.key, result.status, result.reason)
-                if result.status not in (REFUSED, SETUP_FAILED):
-                    previous = self._recent_wall_s
-                    wall = max(0.0, result.wall_s)
-                    self._recent_wall_s = wall if previous is None else 0.8 * previous + 0.2 * wall
-            self._start_queued(now)
+    def _retire(self, runner: JobRunner, now: float) -> None:
+        """Forget a job that has ended (under ``_book``)."""
+        self.runners.pop(runner.spec.key, None)
+        self.slots.release(runner.spec.key)
+        self._peek_sizes.pop(runner.spec.key, None)
+        self.lifecycle.on_job_finished(now, len(self.runners))
+        result = runner.result
+        if result is not None:
+            log.info("job %s ended %s %s", runner.spec.key, result.status, result.reason)
+            if result.status not in (REFUSED, SETUP_FAILED):
+                previous = self._recent_wall_s
+                wall = max(0.0, result.wall_s)
+                self._recent_wall_s = wall if previous is None else 0.8 * previous + 0.2 * wall
 
     # -- heartbeat, commands, reports ----------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        jobs = [
-            {
-                "job_id": r.spec.job_id,
-                "attempt": r.spec.attempt,
-                "cpu_s": round(r.cpu_s, 3),
-                "rss_mb": round(r.rss_mb, 1),
-                "payload_started": r.payload_started,
-            }
-            for r in self.runners.values()
-        ]
-        # A queued job is held by this pilot too: listing it keeps its lease.
-        jobs.extend(
-            {
-                "job_id": q.job_id,
-                "attempt": q.attempt,
-                "cpu_s": 0.0,
-                "rss_mb": 0.0,
-                "payload_started": False,
-            }
-            for q in self.queued
-        )
-        state = "draining" if self.lifecycle.phase == DRAINING else "running"
+        with self._book:
+            jobs = [
+                {
+                    "job_id": r.spec.job_id,
+                    "attempt": r.spec.attempt,
+                    "cpu_s": round(r.cpu_s, 3),
+                    "rss_mb": round(r.rss_mb, 1),
+                    "payload_started": r.payload_started,
+                }
+                for r in self.runners.values()
+            ]
+            # A queued job is held by this pilot too: listing it keeps its lease.
+            jobs.extend(
+                {
+                    "job_id": q.job_id,
+                    "attempt": q.attempt,
+                    "cpu_s": 0.0,
+                    "rss_mb": 0.0,
+                    "payload_started": False,
+                }
+                for q in self.queued
+            )
+            state = "draining" if self.lifecycle.phase == DRAINING else "running"
         for command in self.client.heartbeat(state, jobs):
-            self._command(command)
-        for runner in self.runners.values():
-            if runner.spec.perusal:
-                self._peek(runner, only_if_grown=True)
+            with self._book:
+                self._command(command)
+        with self._book:
+            perused = [r for r in self.runners.values() if r.spec.perusal]
+        for runner in perused:
+            self._peek(runner, only_if_grown=True)
 
     def _command(self, command: Dict[str, Any]) -> None:
         action = command.get("action")
@@ -547,9 +645,10 @@ class Pilot:
         spec = runner.spec
         tail = runner.stdout_tail()
         fingerprint = hash(tail)
-        if only_if_grown and (not tail or self._peek_sizes.get(spec.key) == fingerprint):
-            return
-        self._peek_sizes[spec.key] = fingerprint
+        with self._book:
+            if only_if_grown and (not tail or self._peek_sizes.get(spec.key) == fingerprint):
+                return
+            self._peek_sizes[spec.key] = fingerprint
         self._report(spec.job_id, spec.attempt, "peek", stdout_tail=tail)
 
     def _send_reports(self, reports: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -599,19 +698,23 @@ class Pilot:
 
     def _shutdown(self) -> int:
         log.info("pilot exits: %s", self.exit_reason)
-        for runner in list(self.runners.values()):
+        with self._book:
+            self._closing = True  # no job thread starts a queued job from now on
+            running = list(self.runners.values())
+        for runner in running:
             runner.drain(self.exit_reason or "pilot exits")
-        for runner in list(self.runners.values()):
+        for runner in running:
             runner.wait(self.settings.cancel_grace + 30)
-        self._reap(self.clock())
         if self._poll_outstanding:
             # Jobs that arrive now are refused (the pilot is draining), so the server can give
             # them to another pilot at once instead of waiting for a lease to run out.
-            self.lifecycle.on_drain(self.clock(), self.exit_reason or "pilot exits", 0.0)
+            with self._book:
+                self.lifecycle.on_drain(self.clock(), self.exit_reason or "pilot exits", 0.0)
             with contextlib.suppress(queue.Empty):
                 self._polled.put(self._polled.get(timeout=5.0))
             self._take_polled(self.clock())
-        self._refuse_queued(f"pilot exits ({self.exit_reason or 'done'})")
+        with self._book:
+            self._refuse_queued(f"pilot exits ({self.exit_reason or 'done'})")
         deadline = self.clock() + _FINAL_FLUSH_S
         if self._flush_outstanding:
             with contextlib.suppress(queue.Empty):
