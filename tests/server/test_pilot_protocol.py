@@ -355,6 +355,100 @@ def test_an_end_alone_implies_the_start_and_keeps_the_whole_history(
     assert "Running" in events and "ReallyRunning" not in events
 
 
+def test_progress_and_end_in_one_batch_write_the_history_of_separate_batches(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    # The server applies a start, payload start and end that arrive together as one update
+    # (lifecycle's ``via``); the job's history and row must not tell the difference.
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    ids = [submit(alice, tagged_jdl(tag))["id"] for _ in range(3)]
+    specs = {int(s["job_id"]): s for s in pilot.work(max_jobs=3)}
+    stepwise, together, running = (specs[i] for i in ids)
+
+    def report(spec: dict, kind: str, **fields: object) -> dict:
+        return {
+            "report_id": secrets.token_hex(16),
+            "job_id": spec["job_id"],
+            "attempt": spec["attempt"],
+            "type": kind,
+            **fields,
+        }
+
+    end = {"status": "done", "exit_code": 0, "payload_started": True, "cpu_s": 0.1}
+    batches = [
+        [report(stepwise, "started"), report(running, "started")],
+        [report(stepwise, "payload_started")],
+        [report(stepwise, "finished", **end)],
+        # READY -> RUNNING -> DONE in one batch; RUNNING, payload start and end in one batch.
+        [
+            report(together, "finished", **end),
+            report(running, "payload_started"),
+            report(running, "finished", **end),
+        ],
+    ]
+    for batch in batches:
+        assert {o["outcome"] for o in pilot.reports(batch)} == {"accepted"}
+
+    def history(job_id: int) -> list[tuple]:
+        events = alice.get(f"/api/v1/jobs/{job_id}/events").json()["events"]
+        fields = ("event", "state_from", "state_to", "reason", "attempt", "source")
+        return [tuple(e[f] for f in fields) for e in events]
+
+    assert history(ids[0])[-4:] == [
+        (
+            "Match",
+            "WAITING",
+            "READY",
+            f"matched pilot {pilot.pilot_id}",
+            1,
+            f"pilot:{pilot.pilot_id}",
+        ),
+        ("Running", "READY", "RUNNING", "the pilot started the job", 1, f"pilot:{pilot.pilot_id}"),
+        (
+            "ReallyRunning",
+            "RUNNING",
+            "RUNNING",
+            "the payload started",
+            1,
+            f"pilot:{pilot.pilot_id}",
+        ),
+        ("Done", "RUNNING", "DONE", "", 1, f"pilot:{pilot.pilot_id}"),
+    ]
+    assert history(ids[1]) == history(ids[0]) == history(ids[2])
+    rows = [job_state(alice, i) for i in ids]
+    for row in rows:
+        assert row["started_at"] is not None and row["finished_at"] is not None
+    keys = ("state", "done_code", "exit_code", "reason", "attempt", "retries_used")
+    assert len({tuple(row.get(k) for k in keys) for row in rows}) == 1, rows
+
+
+def test_an_end_keeps_an_earlier_peek_and_writes_the_usage_it_carries(
+    server: RunningServer, pilot_token: str, alice: httpx.Client
+) -> None:
+    from sqlalchemy import select
+
+    from pilotwms.server.db import attempts
+
+    tag = new_tag()
+    pilot = ProtocolPilot(server, pilot_token, tag=tag)
+    job = submit(alice, tagged_jdl(tag))["id"]
+    (spec,) = pilot.work()
+    assert pilot.report(spec, "peek", stdout_tail="event 9/10\n")["outcome"] == "accepted"
+    end = {"status": "done", "exit_code": 0, "cpu_s": 1.5, "wall_s": 2, "payload_started": True}
+    assert pilot.report(spec, "finished", **end)["outcome"] == "accepted"
+    with server.db.read() as conn:
+        row = conn.execute(select(attempts).where(attempts.c.job_id == job)).one()
+    assert (row.state, row.exit_code, row.payload_started) == ("done", 0, True)
+    assert (row.stdout_tail, row.cpu_s, row.wall_s, row.max_rss_mb) == (
+        "event 9/10\n",
+        1.5,
+        2.0,
+        None,
+    )
+    assert row.finished_at is not None and row.finished_at.tzinfo is not None
+
+
 def test_refused_job_is_requeued_without_counting_a_retry(
     server: RunningServer, pilot_token: str, alice: httpx.Client
 ) -> None:

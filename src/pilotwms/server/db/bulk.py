@@ -1,22 +1,23 @@
-"""Bulk inserts for the submission hot path, below SQLAlchemy's per-row processing.
+"""Bulk inserts and updates for the hot paths, below SQLAlchemy's per-row processing.
 
 ``conn.execute(table.insert(), rows)`` costs tens of microseconds per row in parameter
 processing, and SQLite cannot return generated ids in parameter order for a multi-row insert.
 Submission therefore allocates the ids itself (``allocate_ids``) and sends plain tuples to the
 driver's ``executemany`` (``insert_rows``): a 10,000-node job becomes a handful of statements.
+The pilot path does the same with the rows every hand-out and report batch writes (events,
+attempts, reports; ``update_rows`` for the attempts a batch ends).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, select, text
 
-from pilotwms.server.db.metadata import UTCDateTime
+from pilotwms.server.db.metadata import UTCDateTime, sqlite_datetime_text
 
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 #: From this many rows on, PostgreSQL gets them through COPY (one stream, no per-row statement).
 _COPY_THRESHOLD = 200
 
@@ -65,23 +66,58 @@ def insert_rows(
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
-    time_positions = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
-    if sqlite and time_positions:
-        # A submission's rows share a few timestamps: format each once.
-        formatted: dict[datetime, str] = {}
+    conn.exec_driver_sql(sql, _driver_rows(sqlite, table, columns, rows))
 
-        def fmt(value: Any) -> Any:
-            if not isinstance(value, datetime):
-                return value
-            text_value = formatted.get(value)
-            if text_value is None:
-                text_value = formatted[value] = value.astimezone(UTC).strftime(_SQLITE_TIME)
-            return text_value
 
-        rows = [
-            tuple(fmt(v) if i in time_positions else v for i, v in enumerate(row)) for row in rows
-        ]
-    conn.exec_driver_sql(sql, list(rows))
+def update_rows(
+    conn: Connection,
+    table: Table,
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    keep_if_null: Collection[str] = (),
+) -> None:
+    """``UPDATE table SET column = ... WHERE key = ...`` for every tuple of ``rows`` (the
+    values of ``columns``, then the key) in one ``executemany``, with values as for
+    :func:`insert_rows`. A column of ``keep_if_null`` keeps the row's value where the new one
+    is NULL (``coalesce``)."""
+    if not rows:
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sqlite = conn.dialect.name == "sqlite"
+    marker = "?" if sqlite else "%s"
+    assignments = ", ".join(
+        f"{quote(c)} = coalesce({marker}, {quote(c)})"
+        if c in keep_if_null
+        else f"{quote(c)} = {marker}"
+        for c in columns
+    )
+    sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(key)} = {marker}"
+    conn.exec_driver_sql(sql, _driver_rows(sqlite, table, (*columns, key), rows))
+
+
+def _driver_rows(
+    sqlite: bool, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """``rows`` as the driver takes them (tuples): on SQLite, aware datetimes become the text
+    ``UTCDateTime`` stores (rows share a few timestamps: each is formatted once)."""
+    times = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, UTCDateTime)]
+    if not (sqlite and times):
+        return [row if isinstance(row, tuple) else tuple(row) for row in rows]
+    formatted: dict[datetime, str] = {}
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = list(row)
+        for i in times:
+            value = values[i]
+            if isinstance(value, datetime):
+                text_value = formatted.get(value)
+                if text_value is None:
+                    text_value = formatted[value] = sqlite_datetime_text(value)
+                values[i] = text_value
+        out.append(tuple(values))
+    return out
 
 
 def _copy_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,29 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], Any] | None:
+        """On SQLite, one function from the aware datetime to the stored text, instead of
+        :meth:`process_bind_param` followed by SQLite's ``DATETIME`` processor (a dict and a
+        ``%`` format per value): a report batch binds the same ``now`` hundreds of times, so
+        the last value's text is kept. The text is exactly what that ``DATETIME`` stores
+        (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC), so stored rows and comparisons stay as
+        they were. Other databases keep SQLAlchemy's processing."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        last: list[tuple[datetime, str] | None] = [None]
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            seen = last[0]  # one read, one write: safe between threads under the GIL
+            if seen is not None and seen[0] is value:
+                return seen[1]
+            text = sqlite_datetime_text(value)
+            last[0] = (value, text)
+            return text
+
+        return process
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
@@ -48,6 +72,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def sqlite_datetime_text(value: datetime) -> str:
+    """``value`` as SQLite's ``DATETIME`` type stores it: naive UTC, microseconds always."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime stored; use datetime.now(UTC)")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def utcnow() -> datetime:

@@ -26,20 +26,27 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 
 from pilotwms.core.errors import IllegalTransition
 from pilotwms.core.states import ACTIVE, DoneCode, JobState
 from pilotwms.server.db import attempts, dag_edges, jobs, pilot_reports, pilots, utcnow
+from pilotwms.server.db.bulk import insert_rows, update_rows
 from pilotwms.server.logic.dag_release import (
     abort_descendants,
     queues_of,
     release_after,
     release_held,
 )
-from pilotwms.server.logic.lifecycle import apply_transitions, record_event, refresh_parent
+from pilotwms.server.logic.lifecycle import (
+    Move,
+    Note,
+    apply_transitions,
+    record_event,
+    refresh_parent,
+)
 from pilotwms.server.logic.retries import AttemptEnd, EndStatus, RetryBudget, Verdict, decide
 
 S = JobState
@@ -279,14 +286,7 @@ def _with_children(conn: Connection, job_ids: Sequence[int]) -> set[int]:
     """Those of ``job_ids`` that are the parent node of some DAG edge."""
     if not job_ids:
         return set()
-    return {
-        int(r[0])
-        for r in conn.execute(
-            select(dag_edges.c.parent_job_id)
-            .where(dag_edges.c.parent_job_id.in_(list(job_ids)))
-            .distinct()
-        )
-    }
+    return {int(r[0]) for r in conn.execute(_WITH_CHILDREN, {"ids": list(job_ids)})}
 
 
 def end_attempts(
@@ -297,18 +297,26 @@ def end_attempts(
     caps: RetryCaps,
     effects: Effects,
     now: datetime | None = None,
+    progress: Mapping[tuple[int, int], Progress] | None = None,
 ) -> None:
     """:func:`end_attempt` for many ``(job, attempt, end, usage)`` of distinct jobs at once.
 
     Attempts that end their job for good without touching its retry counters (the usual
     ``done`` and ``failed``) are applied set-based: one transition per (state, verdict,
-    attempt number), the attempt rows in one executemany, the pilots' job counts in one
-    statement each, DAG children looked up once for the whole set. Every other end (a
+    attempt number, progress), the attempt rows in one executemany, the pilots' job counts
+    in one statement each, DAG children looked up once for the whole set. Every other end (a
     requeue, a cancel, an abort, a counted retry) goes through :func:`end_attempt` one by one,
     as lease expiry does.
+
+    ``progress``: what the same report batch said of these attempts before their end, keyed
+    ``(job id, attempt)``, not applied yet. A set-based end takes it on the way, in its one
+    update (READY -> RUNNING -> DONE: ``Running``, ``ReallyRunning``, ``Done``); for the
+    others it is applied first, as for attempts that do not end.
     """
     now = now or utcnow()
+    progress = progress or {}
     groups: dict[tuple[Any, ...], list[tuple[Any, Any, AttemptEnd, Any, _Ending]]] = {}
+    singles: list[tuple[Any, Any, AttemptEnd, Mapping[str, Any] | None]] = []
     for job, attempt, end, usage in ends:
         ending = _ending(job, end, caps)
         simple = ending.to == S.DONE and (
@@ -316,25 +324,41 @@ def end_attempts(
             ending.shallow_retries_used,
         ) == (job.retries_used, job.shallow_retries_used)
         if not simple:
-            end_attempt(
-                conn,
-                job,
-                attempt,
-                end,
-                source=source,
-                caps=caps,
-                effects=effects,
-                usage=usage,
-                now=now,
-            )
+            singles.append((job, attempt, end, usage))
             continue
-        key = (ending.reason, ending.done_code, ending.exit_code, attempt.number)
+        steps = progress.get((job.id, attempt.number), _NO_PROGRESS).steps()
+        key = (job.state, ending.reason, ending.done_code, ending.exit_code, attempt.number, steps)
         groups.setdefault(key, []).append((job, attempt, end, usage, ending))
-    rows: list[dict[str, Any]] = []
+    if singles:
+        _apply_progress(
+            conn,
+            {
+                (job.id, attempt.number): (job, attempt, progress[(job.id, attempt.number)])
+                for job, attempt, _, _ in singles
+                if (job.id, attempt.number) in progress
+            },
+            ending=True,
+            source=source,
+            effects=effects,
+            now=now,
+        )
+    for job, attempt, end, usage in singles:
+        end_attempt(
+            conn,
+            job,
+            attempt,
+            end,
+            source=source,
+            caps=caps,
+            effects=effects,
+            usage=usage,
+            now=now,
+        )
+    rows: list[tuple[Any, ...]] = []
     jobs_run: Counter[int] = Counter()
     succeeded: list[int] = []
     failed: list[int] = []
-    for (reason, done_code, exit_code, number), members in groups.items():
+    for (state, reason, done_code, exit_code, number, steps), members in groups.items():
         ids = [job.id for job, *_ in members]
         moved = apply_transitions(
             conn,
@@ -347,13 +371,15 @@ def end_attempts(
             exit_code=exit_code,
             now=now,
             refresh_parents=False,
+            via=steps,
+            from_state=S(state),
         )
         if len(moved) != len(ids):
             job = next(j for j, *_ in members if j.id not in set(moved))
             raise IllegalTransition(job.id, job.state, S.DONE, "the job changed concurrently")
         for job, attempt, end, usage, ending in members:
             values = _attempt_values(attempt, end, ending.reason, usage, now)
-            rows.append({"_id": attempt.id, **{f"_{k}": v for k, v in values.items()}})
+            rows.append((*(values[name] for name in _ENDED_COLUMNS), attempt.id))
             if attempt.pilot_id is not None:
                 jobs_run[int(attempt.pilot_id)] += 1
             effects.released[job.owner_group] += 1
@@ -365,9 +391,7 @@ def end_attempts(
                     failed.append(job.id)
     _update_attempts(conn, rows)
     for pilot_id, n in jobs_run.items():
-        conn.execute(
-            update(pilots).where(pilots.c.id == pilot_id).values(jobs_run=pilots.c.jobs_run + n)
-        )
+        conn.execute(_JOBS_RUN, {"pilot": pilot_id, "n": n})
     parents_of_edges = _with_children(conn, succeeded + failed)
     _release(conn, [j for j in succeeded if j in parents_of_edges], effects, now)
     for job_id in failed:
@@ -375,30 +399,23 @@ def end_attempts(
             abort_descendants(conn, job_id, now=now)
 
 
-def _update_attempts(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Write ended attempts in one executemany; a usage figure a report did not carry keeps
-    the row's value (``coalesce``), as :func:`end_attempt` leaves it out."""
-    if not rows:
-        return
-    stmt = (
-        update(attempts)
-        .where(attempts.c.id == bindparam("_id"))
-        .values(
-            state=bindparam("_state"),
-            finished_at=bindparam("_finished_at"),
-            exit_code=bindparam("_exit_code"),
-            reason=bindparam("_reason"),
-            signal=bindparam("_signal"),
-            payload_started=bindparam("_payload_started"),
-            **{
-                name: func.coalesce(
-                    bindparam(f"_{name}", type_=attempts.c[name].type), attempts.c[name]
-                )
-                for name in _USAGE
-            },
-        )
-    )
-    conn.execute(stmt, rows)
+def _update_attempts(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Write ended attempts (values of ``_ENDED_COLUMNS``, then the id) in one executemany,
+    below SQLAlchemy's per-row processing (``bulk.update_rows``); a usage figure a report did
+    not carry keeps the row's value (``coalesce``), as :func:`end_attempt` leaves it out."""
+    update_rows(conn, attempts, "id", _ENDED_COLUMNS, rows, keep_if_null=_USAGE)
+
+
+#: What ending an attempt writes on its row (the keys of :func:`_attempt_values`).
+_ENDED_COLUMNS = (
+    "state",
+    "finished_at",
+    "exit_code",
+    "reason",
+    "signal",
+    "payload_started",
+    *_USAGE,
+)
 
 
 def _number(value: Any) -> int | None:
@@ -468,7 +485,7 @@ def apply_reports(
     job_ids = sorted({job_id for _, job_id, _, _, _ in batch if job_id is not None})
     held = _current_attempts(conn, job_ids)
     accepted: list[tuple[str, int, int, str, Mapping[str, Any]]] = []
-    records: list[dict[str, Any]] = []
+    records: list[list[Any]] = []
     for report_id, job_id, number, kind, report in batch:
         ok = (
             job_id is not None
@@ -481,18 +498,17 @@ def apply_reports(
             assert job_id is not None and number is not None
             accepted.append((report_id, job_id, number, kind, report))
         results.append({"report_id": report_id, "outcome": outcome})
-        records.append(
-            {
-                "report_id": report_id,
-                "pilot_id": pilot_id,
-                "job_id": job_id,
-                "attempt": number,
-                "type": kind[:16],
-                "outcome": outcome,
-                "received_at": now,
-            }
-        )
-    _apply_starts(conn, held, accepted, source=source, effects=effects, now=now)
+        records.append([report_id, pilot_id, job_id, number, kind[:16], outcome, now])
+    progress = _progress(held, accepted)
+    finishing = {(j, n) for _, j, n, k, _ in accepted if k == "finished"}
+    _apply_progress(
+        conn,
+        {key: (*held[key], p) for key, p in progress.items() if key not in finishing},
+        ending=False,
+        source=source,
+        effects=effects,
+        now=now,
+    )
     for _, job_id, number, kind, report in accepted:
         tail = report.get("stdout_tail")
         if kind == "peek" and isinstance(tail, str):
@@ -514,24 +530,39 @@ def apply_reports(
         job, attempt = held[(job_id, number)]
         started = attempt.payload_started or (job_id, number) in payload
         ends.append((job, attempt, _end_of(report, started), report))
-    end_attempts(conn, ends, source=source, caps=caps, effects=effects, now=now)
-    if records:
-        conn.execute(pilot_reports.insert(), records)
+    end_attempts(conn, ends, source=source, caps=caps, effects=effects, now=now, progress=progress)
+    insert_rows(conn, pilot_reports, _REPORT_COLUMNS, records)
     refresh_parents(conn, effects, source=source)
     return results
 
 
-def _mark_stale(
-    results: list[dict[str, str]], records: list[dict[str, Any]], report_id: str
-) -> None:
-    for item in (*results, *records):
-        if item["report_id"] == report_id:
-            item["outcome"] = "stale"
+def _mark_stale(results: list[dict[str, str]], records: list[list[Any]], report_id: str) -> None:
+    for result in results:
+        if result["report_id"] == report_id:
+            result["outcome"] = "stale"
+    for record in records:
+        if record[0] == report_id:
+            record[_OUTCOME] = "stale"
+
+
+#: A report's row in ``pilot_reports`` (a list, so that :func:`_mark_stale` can amend it).
+_REPORT_COLUMNS = ("report_id", "pilot_id", "job_id", "attempt", "type", "outcome", "received_at")
+_OUTCOME = _REPORT_COLUMNS.index("outcome")
 
 
 # The hot statements of a report batch, built once (see lifecycle._STATES_OF).
 _SEEN_REPORTS = select(pilot_reports.c.report_id).where(
     pilot_reports.c.report_id.in_(bindparam("ids", expanding=True))
+)
+_JOBS_RUN = (
+    update(pilots)
+    .where(pilots.c.id == bindparam("pilot"))
+    .values(jobs_run=pilots.c.jobs_run + bindparam("n"))
+)
+_WITH_CHILDREN = (
+    select(dag_edges.c.parent_job_id)
+    .where(dag_edges.c.parent_job_id.in_(bindparam("ids", expanding=True)))
+    .distinct()
 )
 #: What ending an attempt reads of its job (not the JDL, which can be large).
 _JOB_COLUMNS = (
@@ -547,13 +578,40 @@ _JOB_COLUMNS = (
     jobs.c.shallow_retries_used,
     jobs.c.cancel_requested,
 )
-_JOBS = (
-    select(*_JOB_COLUMNS).where(jobs.c.id.in_(bindparam("ids", expanding=True))).order_by(jobs.c.id)
+#: The attempts that hold their job now and have not ended, with their jobs: the job's
+#: columns, then the attempt's (``_Attempt``). Jobs in id order, so that concurrent batches
+#: lock rows in one order on PostgreSQL.
+_HELD = (
+    select(
+        *_JOB_COLUMNS,
+        attempts.c.id.label("attempt_id"),
+        attempts.c.pilot_id,
+        attempts.c.payload_started,
+    )
+    .join_from(
+        jobs,
+        attempts,
+        and_(attempts.c.job_id == jobs.c.id, attempts.c.number == jobs.c.attempt),
+    )
+    .where(
+        jobs.c.id.in_(bindparam("ids", expanding=True)),
+        jobs.c.state.in_(sorted(s.value for s in ACTIVE)),
+        attempts.c.finished_at.is_(None),
+    )
+    .order_by(jobs.c.id)
 )
-_JOBS_FOR_UPDATE = _JOBS.with_for_update()
-_OPEN_ATTEMPTS = select(attempts).where(
-    attempts.c.job_id.in_(bindparam("ids", expanding=True)), attempts.c.finished_at.is_(None)
-)
+_HELD_FOR_UPDATE = _HELD.with_for_update(of=jobs)
+
+
+class _Attempt(NamedTuple):
+    """What a report batch and ``end_attempt`` read of an open attempt."""
+
+    id: int
+    job_id: int
+    number: int
+    pilot_id: int | None
+    payload_started: bool
+
 
 _ATTEMPTS_RUNNING = (
     update(attempts)
@@ -570,83 +628,116 @@ _ATTEMPTS_PAYLOAD = (
 def _current_attempts(
     conn: Connection, job_ids: Sequence[int]
 ) -> dict[tuple[int, int], tuple[Any, Any]]:
-    """``(job id, attempt) -> (job row, attempt row)`` for the attempts that hold their job
-    now and have not ended (rows locked on PostgreSQL, see :func:`job_for_update`)."""
+    """``(job id, attempt) -> (job row, attempt)`` for the attempts that hold their job now
+    (:func:`is_current`) and have not ended, in one query (job rows locked on PostgreSQL, see
+    :func:`job_for_update`)."""
     if not job_ids:
         return {}
-    stmt = _JOBS_FOR_UPDATE if conn.dialect.name == "postgresql" else _JOBS
-    rows = {r.id: r for r in conn.execute(stmt, {"ids": list(job_ids)})}
-    live = [r for r in rows.values() if S(r.state) in ACTIVE]
-    if not live:
-        return {}
+    stmt = _HELD_FOR_UPDATE if conn.dialect.name == "postgresql" else _HELD
     out: dict[tuple[int, int], tuple[Any, Any]] = {}
-    for a in conn.execute(_OPEN_ATTEMPTS, {"ids": [r.id for r in live]}):
-        job = rows[a.job_id]
-        if is_current(job, a.number):
-            out[(a.job_id, a.number)] = (job, a)
+    for row in conn.execute(stmt, {"ids": list(job_ids)}):
+        attempt = _Attempt(row.attempt_id, row.id, row.attempt, row.pilot_id, row.payload_started)
+        out[(row.id, row.attempt)] = (row, attempt)
     return out
 
 
-def _apply_starts(
-    conn: Connection,
+@dataclass(frozen=True)
+class Progress:
+    """What a batch's reports say an attempt did short of its end: it started (the job was
+    READY: ``Running``), and it took the payload token (``ReallyRunning``)."""
+
+    starts: bool = False
+    payload: bool = False
+
+    def steps(self) -> tuple[Move | Note, ...]:
+        """These steps as the ``via`` of a transition (``lifecycle.apply_transitions``)."""
+        return _STEPS[(self.starts, self.payload)]
+
+
+_NO_PROGRESS = Progress()
+_STARTED = Move(S.RUNNING, "the pilot started the job")
+_PAYLOAD = Note(PAYLOAD_EVENT, "the payload started")
+_STEPS: dict[tuple[bool, bool], tuple[Move | Note, ...]] = {
+    (False, False): (),
+    (True, False): (_STARTED,),
+    (False, True): (_PAYLOAD,),
+    (True, True): (_STARTED, _PAYLOAD),
+}
+
+
+def _progress(
     held: Mapping[tuple[int, int], tuple[Any, Any]],
     accepted: Sequence[tuple[str, int, int, str, Mapping[str, Any]]],
-    *,
-    source: str,
-    effects: Effects,
-    now: datetime,
-) -> None:
-    """READY -> RUNNING for every attempt reported started, and the payload token for every
-    one reported payload-started, in a few statements for the whole batch.
+) -> dict[tuple[int, int], Progress]:
+    """The :class:`Progress` of every attempt the accepted reports moved, by ``(job id,
+    attempt)``, in report order.
 
     A ``finished`` report implies the progress reports before it (the start, and the payload
     start when it says ``payload_started``), except a ``refused`` one, which never started: an
     agent whose short job ended before its progress reports went out sends the end alone, and
     the history still shows every step.
     """
-    starting: dict[int, dict[int, None]] = {}  # attempt number -> job ids (ordered, unique)
-    payload: dict[int, dict[int, None]] = {}
-    # Attempts that end in this batch: their row is written once, by the end.
-    ending = {(job_id, number) for _, job_id, number, kind, _ in accepted if kind == "finished"}
+    out: dict[tuple[int, int], Progress] = {}
     for _, job_id, number, kind, report in accepted:
         job, attempt = held[(job_id, number)]
         ended = kind == "finished" and report.get("status") != EndStatus.REFUSED.value
-        if (ended or kind in ("started", "payload_started")) and job.state == S.READY.value:
-            starting.setdefault(number, {})[job_id] = None
-        payload_now = kind == "payload_started" or (ended and report.get("payload_started") is True)
-        if payload_now and not attempt.payload_started:
-            payload.setdefault(number, {})[job_id] = None
-    for number, started in starting.items():
-        job_ids = list(started)
+        starts = (ended or kind in _PROGRESS_TYPES) and job.state == S.READY.value
+        payload = not attempt.payload_started and (
+            kind == "payload_started" or (ended and report.get("payload_started") is True)
+        )
+        if starts or payload:
+            key = (job_id, number)
+            before = out.get(key, _NO_PROGRESS)
+            out[key] = Progress(before.starts or starts, before.payload or payload)
+    return out
+
+
+_PROGRESS_TYPES = ("started", "payload_started")
+
+
+def _apply_progress(
+    conn: Connection,
+    items: Mapping[tuple[int, int], tuple[Any, Any, Progress]],
+    *,
+    ending: bool,
+    source: str,
+    effects: Effects,
+    now: datetime,
+) -> None:
+    """READY -> RUNNING for every attempt of ``items`` that started, and the payload token
+    for every one that took it, in a few statements for the whole batch. The attempt rows
+    of ``ending`` attempts are left to their end, which writes them once."""
+    starting: dict[int, list[tuple[Any, Any]]] = {}  # attempt number -> (job, attempt)
+    payload: dict[int, list[tuple[Any, Any]]] = {}
+    for (_, number), (job, attempt, progress) in items.items():
+        if progress.starts:
+            starting.setdefault(number, []).append((job, attempt))
+        if progress.payload:
+            payload.setdefault(number, []).append((job, attempt))
+    for number, pairs in starting.items():
         apply_transitions(
             conn,
-            job_ids,
+            [job.id for job, _ in pairs],
             S.RUNNING,
             source=source,
-            reason="the pilot started the job",
+            reason=_STARTED.reason,
             attempt=number,
             now=now,
             refresh_parents=False,
+            from_state=S.READY,  # what Progress.starts means
         )
-        ids = [held[(j, number)][1].id for j in job_ids if (j, number) not in ending]
-        if ids:
-            conn.execute(_ATTEMPTS_RUNNING, {"ids": ids})
-        effects.parents.update(
-            int(held[(j, number)][0].parent_id)
-            for j in job_ids
-            if held[(j, number)][0].parent_id is not None
-        )
-    for number, started in payload.items():
-        job_ids = list(started)
-        ids = [held[(j, number)][1].id for j in job_ids if (j, number) not in ending]
-        if ids:
-            conn.execute(_ATTEMPTS_PAYLOAD, {"ids": ids})
+        if not ending:
+            conn.execute(_ATTEMPTS_RUNNING, {"ids": [attempt.id for _, attempt in pairs]})
+        effects.parents.update(int(job.parent_id) for job, _ in pairs if job.parent_id is not None)
+    for number, pairs in payload.items():
+        if not ending:
+            conn.execute(_ATTEMPTS_PAYLOAD, {"ids": [attempt.id for _, attempt in pairs]})
         record_event(
             conn,
-            job_ids,
+            [job.id for job, _ in pairs],
             PAYLOAD_EVENT,
             source=source,
-            reason="the payload started",
+            reason=_PAYLOAD.reason,
             attempt=number,
             now=now,
         )
@@ -661,6 +752,7 @@ def check_current(conn: Connection, job_id: int, number: int) -> Any:
 __all__ = [
     "REPORT_TYPES",
     "Effects",
+    "Progress",
     "RetryCaps",
     "apply_reports",
     "check_current",

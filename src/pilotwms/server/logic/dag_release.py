@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, exists, func, not_, select
 
 from pilotwms.core.states import FINISHED, IN_FLIGHT, DoneCode, JobKind, JobState
 from pilotwms.server.db import dag_edges, jobs, utcnow
@@ -220,20 +220,19 @@ def release_held(
     ids = sorted(set(parent_ids))
     if not ids:
         return set()
-    throttled = [
-        int(r[0])
-        for r in conn.execute(
-            select(jobs.c.id).where(
-                jobs.c.id.in_(ids),
-                jobs.c.max_nodes_running.is_not(None),
-                jobs.c.state.not_in(_FINISHED),
-            )
-        )
-    ]
+    throttled = [int(r[0]) for r in conn.execute(_THROTTLED, {"ids": ids})]
     released: list[int] = []
     for dag_id in throttled:
         released += release_ready(conn, dag_id, now=now)
     return queues_of(conn, released)
+
+
+#: Built once: every report batch of a compound job's nodes asks (see lifecycle._STATES_OF).
+_THROTTLED = select(jobs.c.id).where(
+    jobs.c.id.in_(bindparam("ids", expanding=True)),
+    jobs.c.max_nodes_running.is_not(None),
+    jobs.c.state.not_in(_FINISHED),
+)
 
 
 def queues_of(conn: Connection, job_ids: Sequence[int]) -> set[int]:

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from pilotwms.classad import ClassAd, ClassAdSyntaxError, parse_ad, unparse
 from pilotwms.core.states import ACTIVE, JobKind, JobState
 from pilotwms.server.db import Database, attempts, job_inputs, jobs, pilots, task_queues, utcnow
+from pilotwms.server.db.bulk import insert_rows
 from pilotwms.server.logic.job_specs import build_job_spec
 from pilotwms.server.logic.lifecycle import apply_transitions, refresh_parent
 from pilotwms.server.logic.matchmaking import FairShare, SlotOffer, TaskQueue, TaskQueueIndex
@@ -180,7 +181,7 @@ class Dispatcher:
             grew = True
         for tq, (n, _) in counts.items():
             if tq in self.index:
-                before = self.index.get(tq).waiting
+                before = self.index.waiting(tq)
                 grew = grew or n > before
                 self.index.set_waiting(tq, n)
         gone = (tq_ids if tq_ids is not None else set(self._queues)) - set(counts)
@@ -345,12 +346,12 @@ class Dispatcher:
         claim that comes up short costs a recount, on the way to the pilot's answer."""
         left: dict[int, int] = {}
         for tq in picks:
-            left[tq] = left.get(tq, self.index.get(tq).waiting) - 1
+            left[tq] = left.get(tq, self.index.waiting(tq)) - 1
         added = 0
         while added < n:
             more = []
             for tq in self.index.match(ad, load, n - added):
-                room = left.get(tq, self.index.get(tq).waiting)
+                room = left.get(tq, self.index.waiting(tq))
                 if room > 0:
                     more.append(tq)
                     left[tq] = room - 1
@@ -369,7 +370,7 @@ class Dispatcher:
         """Whether the pilot may take new work: raises ``PilotGone`` when it ended, False
         while it drains (an administrator's drain, or the rolling upgrade's: the server
         marks the pilot draining before the agent even hears of it)."""
-        state = conn.execute(select(pilots.c.state).where(pilots.c.id == pilot_id)).scalar()
+        state = conn.execute(_PILOT_STATE, {"id": pilot_id}).scalar()
         if state is None or state not in LIVE_STATES:
             raise PilotGone(pilot_id)
         return bool(state != DRAINING)
@@ -400,6 +401,7 @@ class Claimed:
 
 
 # The statements of a hand-out, built once (see lifecycle._STATES_OF).
+_PILOT_STATE = select(pilots.c.state).where(pilots.c.id == bindparam("id"))
 _PICK = (
     select(jobs.c.id)
     .where(jobs.c.state == JobState.WAITING.value, jobs.c.task_queue_id == bindparam("tq"))
@@ -414,12 +416,16 @@ _TAKE = (
         jobs.c.state == JobState.WAITING.value,
     )
     .values(attempt=jobs.c.attempt + 1)
-    .returning(jobs.c.id, jobs.c.attempt)
+    .returning(jobs.c.id, jobs.c.attempt, jobs.c.parent_id)
 )
-_PARENTS_OF = (
-    select(jobs.c.parent_id)
-    .where(jobs.c.id.in_(bindparam("ids", expanding=True)), jobs.c.parent_id.is_not(None))
-    .distinct()
+_ATTEMPT_COLUMNS = (
+    "job_id",
+    "number",
+    "pilot_id",
+    "state",
+    "payload_started",
+    "started_at",
+    "last_seen_at",
 )
 _SPEC_ROWS = select(
     jobs.c.id, jobs.c.jdl, jobs.c.cpus, jobs.c.whole_node, jobs.c.memory_mb, jobs.c.wall_time_s
@@ -442,7 +448,8 @@ def claim_jobs(
     if not ids:
         return []
     taken = conn.execute(_TAKE, {"ids": ids}).all()
-    claimed = sorted((Claimed(int(r[0]), int(r[1])) for r in taken), key=lambda c: c.job_id)
+    claimed = sorted((Claimed(int(r.id), int(r.attempt)) for r in taken), key=lambda c: c.job_id)
+    parents = sorted({int(r.parent_id) for r in taken if r.parent_id is not None})
     if not claimed:
         return []
     by_attempt: dict[int, list[int]] = {}
@@ -459,24 +466,15 @@ def claim_jobs(
             attempt=number,
             now=now,
             refresh_parents=False,
+            from_state=JobState.WAITING,  # what _TAKE found them in
         )
-    parents = conn.execute(_PARENTS_OF, {"ids": [c.job_id for c in claimed]}).all()
-    for (parent_id,) in parents:
+    for parent_id in parents:
         refresh_parent(conn, parent_id, source=source, now=now)
-    conn.execute(
-        attempts.insert(),
-        [
-            {
-                "job_id": c.job_id,
-                "number": c.attempt,
-                "pilot_id": pilot_id,
-                "state": "handed_out",
-                "payload_started": False,
-                "started_at": now,
-                "last_seen_at": now,
-            }
-            for c in claimed
-        ],
+    insert_rows(
+        conn,
+        attempts,
+        _ATTEMPT_COLUMNS,
+        [(c.job_id, c.attempt, pilot_id, "handed_out", False, now, now) for c in claimed],
     )
     return claimed
 

@@ -25,34 +25,67 @@ Rules, gLite's where gLite has one:
 
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pilotwms.classad import ERROR, UNDEFINED, ClassAd, parse_ad
-
-_NO_VALUE = (UNDEFINED, ERROR)
+from pilotwms.classad import ClassAd, parse_ad
 
 
 def split_arguments(text: str) -> list[str]:
     """``Arguments`` as the words the executable receives (see the module docstring)."""
+    if _PLAIN.fullmatch(text):  # no quote, escape or odd blank: what shlex would do, quicker
+        return text.split()
     try:
         return shlex.split(text, posix=True)
     except ValueError:
         return [text] if text else []
 
 
-def _string(ad: ClassAd, name: str) -> str | None:
-    if name not in ad:
-        return None
-    value = ad.evaluate(name)
+#: Words of anything but quotes, backslashes and blanks, separated by shlex's own blanks.
+_PLAIN = re.compile(r"[^'\"\\\s]*(?:[ \t\r\n]+[^'\"\\\s]*)*")
+
+#: The JDL attributes a job spec reads (lower case).
+_SPEC_ATTRIBUTES = frozenset(
+    name.lower()
+    for name in (
+        "Executable",
+        "Arguments",
+        "Environment",
+        "StdInput",
+        "StdOutput",
+        "StdError",
+        "Prologue",
+        "PrologueArguments",
+        "Epilogue",
+        "EpilogueArguments",
+        "OutputSandbox",
+        "OutputSandboxDestURI",
+        "OutputSandboxBaseDestURI",
+        "PerusalFileEnable",
+    )
+)
+
+
+def _spec_values(ad: ClassAd) -> dict[str, Any]:
+    """The spec attributes ``ad`` has, evaluated once each, by lower-case name: a JDL sets a
+    few of them, and looking each of the others up costs more than the evaluations."""
+    values: dict[str, Any] = {}
+    for name in ad:
+        lname = name.lower()
+        if lname in _SPEC_ATTRIBUTES:
+            values[lname] = ad.evaluate(name)
+    return values
+
+
+def _string(values: Mapping[str, Any], name: str) -> str | None:
+    value = values.get(name)
     return value if isinstance(value, str) and value != "" else None
 
 
-def _strings(ad: ClassAd, name: str) -> list[str]:
-    if name not in ad:
-        return []
-    value = ad.evaluate(name)
+def _strings(values: Mapping[str, Any], name: str) -> list[str]:
+    value = values.get(name)
     if isinstance(value, str):
         return [value]
     if isinstance(value, list):
@@ -69,11 +102,11 @@ def _environment(entries: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def _script(ad: ClassAd, name: str) -> dict[str, Any] | None:
-    path = _string(ad, name)
+def _script(values: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    path = _string(values, name)
     if path is None:
         return None
-    return {"path": path, "arguments": split_arguments(_string(ad, f"{name}Arguments") or "")}
+    return {"path": path, "arguments": split_arguments(_string(values, f"{name}arguments") or "")}
 
 
 def _destinations(outputs: list[str], uris: list[str]) -> dict[str, str]:
@@ -93,9 +126,9 @@ def build_job_spec(
 ) -> dict[str, Any]:
     """The job spec of one attempt. ``inputs`` are ``(name, digest, uri, size)`` rows of the
     job's input sandbox (a blob of the store, or a URI the pilot fetches itself)."""
-    ad = parse_ad(jdl)
-    outputs = [o for o in _strings(ad, "OutputSandbox") if o]
-    perusal = ad.evaluate("PerusalFileEnable") if "PerusalFileEnable" in ad else False
+    values = _spec_values(parse_ad(jdl))
+    outputs = [o for o in _strings(values, "outputsandbox") if o]
+    perusal = values.get("perusalfileenable", False)
     sandbox: list[dict[str, Any]] = []
     for name, digest, uri, size in inputs:
         if digest is not None:
@@ -111,18 +144,18 @@ def build_job_spec(
         "cores": max(1, cpus),
         "whole_node": whole_node,
         "memory_mb": memory_mb or 0,
-        "executable": _string(ad, "Executable") or "",
-        "arguments": split_arguments(_string(ad, "Arguments") or ""),
-        "environment": _environment(_strings(ad, "Environment")),
-        "stdin": _string(ad, "StdInput"),
-        "stdout": _string(ad, "StdOutput"),
-        "stderr": _string(ad, "StdError"),
-        "prologue": _script(ad, "Prologue"),
-        "epilogue": _script(ad, "Epilogue"),
+        "executable": _string(values, "executable") or "",
+        "arguments": split_arguments(_string(values, "arguments") or ""),
+        "environment": _environment(_strings(values, "environment")),
+        "stdin": _string(values, "stdinput"),
+        "stdout": _string(values, "stdoutput"),
+        "stderr": _string(values, "stderror"),
+        "prologue": _script(values, "prologue"),
+        "epilogue": _script(values, "epilogue"),
         "input_sandbox": sandbox,
         "output_sandbox": outputs,
-        "output_destinations": _destinations(outputs, _strings(ad, "OutputSandboxDestURI")),
-        "output_base_uri": _string(ad, "OutputSandboxBaseDestURI"),
+        "output_destinations": _destinations(outputs, _strings(values, "outputsandboxdesturi")),
+        "output_base_uri": _string(values, "outputsandboxbasedesturi"),
         "max_wall_time_s": wall_time_s,
         "max_memory_mb": memory_mb,
         "perusal": perusal is True,

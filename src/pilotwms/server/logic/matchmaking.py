@@ -507,6 +507,10 @@ class TaskQueueIndex:
             return entry.tq
         return replace(entry.tq, waiting=entry.waiting)
 
+    def waiting(self, tq_id: int) -> int:
+        """The queue's current number of waiting jobs (:meth:`get` without the copy)."""
+        return self._entries[tq_id].waiting
+
     def queues(self) -> list[TaskQueue]:
         """Every queue in the index, with its current number of waiting jobs (the demand the
         pilot factory reads)."""

@@ -28,7 +28,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
 
 from pilotwms.classad import ClassAd, ClassAdSyntaxError, parse_expr
 from pilotwms.core.errors import BadRequest, PilotNotFound
@@ -229,14 +240,20 @@ def register(
 
 
 def live_pilot(conn: Connection, pilot_id: int, token_id: str | None = None) -> Any:
-    """The pilot's row if it is alive (and, given ``token_id``, registered with that token);
-    otherwise ``PilotNotFound``, which tells the agent to register again."""
-    row = conn.execute(select(pilots).where(pilots.c.id == pilot_id)).first()
+    """The pilot's id, state and token if it is alive (and, given ``token_id``, registered
+    with that token); otherwise ``PilotNotFound``, which tells the agent to register again.
+
+    Every report batch and heartbeat asks, so the statement is built once and reads no more
+    than the check needs (not the slot ad)."""
+    row = conn.execute(_LIVE, {"id": pilot_id}).first()
     if row is None or row.state not in LIVE_STATES:
         raise PilotNotFound(pilot_id)
     if token_id is not None and row.token_id is not None and row.token_id != token_id:
         raise PilotNotFound(pilot_id)
     return row
+
+
+_LIVE = select(pilots.c.id, pilots.c.state, pilots.c.token_id).where(pilots.c.id == bindparam("id"))
 
 
 @dataclass(frozen=True)
