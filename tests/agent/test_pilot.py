@@ -9,12 +9,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from pilotwms.agent import AGENT_VERSION
-from pilotwms.agent.pilot import EXIT_OK, Pilot, WorkDirBusy
+from pilotwms.agent.jobspec import parse_job_spec
+from pilotwms.agent.pilot import _MAX_QUEUED_PER_SLOT, EXIT_OK, Pilot, WorkDirBusy
 from pilotwms.agent.protocol import PilotClient
 from pilotwms.agent.settings import AgentSettings
 from pilotwms.agent.slot import SlotFacts
@@ -154,7 +156,7 @@ def test_short_jobs_are_prefetched_and_their_reports_coalesced(
     assert sent < 3 * count
     # Once the first jobs showed that the work is short, requests asked for a queue too.
     assert any(r.get("prefetch", 0) > 0 for r in wms.work_requests)
-    assert all(r.get("prefetch", 0) <= 2 * 32 for r in wms.work_requests)
+    assert all(r.get("prefetch", 0) <= 2 * _MAX_QUEUED_PER_SLOT for r in wms.work_requests)
     assert wms.report_posts < 3 * count / 2
 
 
@@ -177,6 +179,25 @@ def test_a_long_job_among_streaming_short_ones_reports_its_start_while_it_runs(
     assert pilot.join() == EXIT_OK
     assert [r["type"] for r in wms.reports_of("long")][-1] == "finished"
     assert finished(wms, "long")[0]["status"] == "drained"
+
+
+def test_held_progress_reports_keep_their_order_when_the_queue_empties(
+    wms: FakeWMS, tmp_path: Path
+) -> None:
+    # A job's start, made while another job was queued, is held; its payload start, made
+    # after the queue emptied, must be held behind it rather than overtake it.
+    settings = AgentSettings(server=wms.url, token=wms.token, work_dir=str(tmp_path / "p"))
+    pilot = Pilot(settings, PilotClient(Transport(wms.url, wms.token)), facts())
+    spec, other = (parse_job_spec(job(name)) for name in ("a", "b"))
+    runner = SimpleNamespace(spec=spec, result=None)
+    pilot.queued.append(other)
+    pilot._on_event("started", runner)  # type: ignore[arg-type]
+    pilot.queued.popleft()
+    pilot._on_event("payload_started", runner)  # type: ignore[arg-type]
+    assert len(pilot.spool) == 0  # both held
+    pilot._release_held()
+    assert [r["type"] for r in pilot.spool.pending()] == ["started", "payload_started"]
+    pilot.spool.close()
 
 
 def test_queued_jobs_are_listed_in_heartbeats_cancellable_and_refused_on_drain(

@@ -75,7 +75,7 @@ _SHORT_JOB_S = 2.0
 """Jobs shorter than this (on average, recently) are worth queueing ahead (prefetch)."""
 _QUEUED_WORK_S = 1.0
 """Automatic prefetch: about this many seconds of work queued per job slot..."""
-_MAX_QUEUED_PER_SLOT = 32
+_MAX_QUEUED_PER_SLOT = 128
 """...and at most this many jobs per slot."""
 
 
@@ -227,14 +227,15 @@ class Pilot:
             # job's thread frees the slot itself (_on_done); otherwise the report goes at once.
             self._report(spec.job_id, spec.attempt, "finished", wake=not self.queued, **fields)
         elif kind in ("started", "payload_started"):
-            if self.queued:
+            with self._book:
                 # Short jobs streaming through: the progress report is held until the next
                 # batch goes out (_release_held), by which time the job has usually ended
-                # and its end report implies it; so most short jobs never make one.
-                with self._book:
+                # and its end report implies it; so most short jobs never make one. A job
+                # with a report held holds the next too, so that they go out in order.
+                if self.queued or spec.key in self._held:
                     self._held.setdefault(spec.key, []).append((spec, kind, self.wall()))
-            else:
-                self._report(spec.job_id, spec.attempt, kind)
+                    return
+            self._report(spec.job_id, spec.attempt, kind)
 
     def _release_held(self) -> None:
         """Put the held progress reports of jobs still running into the spool (main loop,
@@ -481,36 +482,34 @@ class Pilot:
                 # Only an answer resets the back-off: starting a call in a thread says nothing
                 # about the server, and resetting there kept the delay at its first step.
                 self._failures = 0
-                for raw in item:
-                    self._accept(raw, now)
+                self._accept(item, now)
 
-    def _accept(self, raw: Any, now: float) -> None:
-        """Start one job spec from the server, or report why it cannot run here."""
+    def _accept(self, raws: List[Any], now: float) -> None:
+        """Queue and start the job specs of a work reply, or report why one cannot run here.
+        They are parsed before the job threads' lock is taken: a reply holds many."""
+        specs: List[JobSpec] = []
+        for raw in raws:
+            try:
+                specs.append(parse_job_spec(raw))
+            except JobSpecError as exc:
+                log.error("%s", exc)
+                if exc.job_id is not None and exc.attempt is not None:
+                    self._report(
+                        exc.job_id, exc.attempt, "finished", status=SETUP_FAILED, reason=str(exc)
+                    )
         with self._book:
-            self._accept_locked(raw, now)
-
-    def _accept_locked(self, raw: Any, now: float) -> None:
-        try:
-            spec = parse_job_spec(raw)
-        except JobSpecError as exc:
-            log.error("%s", exc)
-            if exc.job_id is not None and exc.attempt is not None:
-                self._report(
-                    exc.job_id, exc.attempt, "finished", status=SETUP_FAILED, reason=str(exc)
-                )
-            return
-        if spec.key in self.runners or spec.key in self.queued:
-            return
-        refusal = ""
-        if self.lifecycle.phase == DRAINING:
-            refusal = f"pilot is draining ({self.lifecycle.drain_reason})"
-        else:
-            refusal = self.slots.never_fits(spec.cores, spec.memory_mb, spec.whole_node)
-        if refusal:
-            self._refuse(spec, refusal)
-            return
-        self.queued.append(spec)
-        self._start_queued(now)
+            for spec in specs:
+                if spec.key in self.runners or spec.key in self.queued:
+                    continue
+                if self.lifecycle.phase == DRAINING:
+                    refusal = f"pilot is draining ({self.lifecycle.drain_reason})"
+                else:
+                    refusal = self.slots.never_fits(spec.cores, spec.memory_mb, spec.whole_node)
+                if refusal:
+                    self._refuse(spec, refusal)
+                else:
+                    self.queued.append(spec)
+            self._start_queued(now)
 
     def _refuse(self, spec: JobSpec, reason: str) -> None:
         log.warning("refusing job %s: %s", spec.key, reason)

@@ -152,8 +152,10 @@ class Spool:
         disk): then it was not kept, and the journal is as it was.
         """
         report = dict(report)
-        report.setdefault("report_id", new_report_id())
-        report.setdefault("time", time.time())
+        if "report_id" not in report:
+            report["report_id"] = new_report_id()
+        if "time" not in report:
+            report["time"] = time.time()
         report_id = str(report["report_id"])
         durable = report.get("type") in DURABLE_TYPES
         line = (json.dumps(report, sort_keys=True) + "\n").encode("utf-8") if durable else b""

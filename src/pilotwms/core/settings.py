@@ -176,7 +176,7 @@ class ServerSettings(BaseSettings):
         "sent to pilots as poll_wait_s.",
     )
     max_jobs_per_request: int = Field(
-        default=64,
+        default=128,
         ge=1,
         description="Most jobs handed to a pilot in one work reply (it asks for one per free "
         "slot, plus a queue of prefetched ones while its jobs are short).",

@@ -130,7 +130,7 @@ class Dispatcher:
         db: Database,
         *,
         fair_share: FairShare | None = None,
-        max_jobs_per_request: int = 64,
+        max_jobs_per_request: int = 128,
         notifier: Notifier | None = None,
     ) -> None:
         self.db = db
