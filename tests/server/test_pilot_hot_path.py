@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -103,3 +104,57 @@ def test_a_job_of_an_emptied_task_queue_is_handed_out_at_once(
         (spec,) = wait_for(lambda: pilot.work(wait_s=5.0), timeout=30, what="the job")
         assert spec["job_id"] == str(job["id"])
         pilot.finish(spec)
+
+
+class _CountingDatabase:
+    """The dispatcher's database, counting the transactions it opens."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.reads = 0
+        self.writes = 0
+
+    def read(self) -> Any:
+        self.reads += 1
+        return self.db.read()
+
+    def write(self) -> Any:
+        self.writes += 1
+        return self.db.write()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_new_jobs_wake_a_draining_pilots_request_without_a_write_each(
+    stoppable: RunningServer,
+) -> None:
+    """A pilot drained by the server keeps polling until its heartbeat brings the drain; each
+    job submitted meanwhile wakes its waiting request, which must get no job, and learn that
+    from a read rather than a claiming write transaction per job."""
+    tag = new_tag()
+    pilot = ProtocolPilot(stoppable, stoppable.token(stoppable.add_user(), "pilot"), tag=tag)
+    admin, alice = stoppable.user_client(admin=True), stoppable.user_client()
+    drained = admin.post(f"/api/v1/admin/pilots/{pilot.pilot_id}/drain", json={"reason": "test"})
+    assert drained.status_code == 200, drained.text
+    dispatcher = stoppable.server.config.app.state.services.dispatcher
+    counting = _CountingDatabase(dispatcher.db)
+    dispatcher.db = counting
+    answers: list[object] = []
+    waiter = threading.Thread(target=lambda: answers.append(pilot.work(wait_s=LONG_POLL_S)))
+    waiter.start()
+    wait_for(lambda: dispatcher.notifier.parked == 1, timeout=30, what="the request to wait")
+    jobs: set[int] = set()
+    for n in range(1, 6):
+        reply = alice.post("/api/v1/jobs", json={"jdl": tagged_jdl(tag)})
+        jobs.add(reply.raise_for_status().json()["id"])
+        wait_for(
+            lambda n=n: counting.reads + counting.writes >= n,
+            timeout=30,
+            what=f"the waiting request to look at job {n}",
+        )
+    assert counting.writes == 1  # the first look finds the pilot draining
+    assert {alice.get(f"/api/v1/jobs/{job}").json()["state"] for job in jobs} == {"WAITING"}
+    stoppable.server.should_exit = True  # which answers the waiting request at once
+    waiter.join(LONG_POLL_S / 2)
+    assert not waiter.is_alive() and answers == [[]]

@@ -145,6 +145,10 @@ class Dispatcher:
         # whole claiming transaction); the next user of the index applies them first.
         self._released: Counter[str] = Counter()
         self._released_lock = threading.Lock()
+        # Pilots last found draining. Until its heartbeat brings the drain, such a pilot keeps
+        # a long poll waiting, and every new job wakes it: a read then says "nothing for
+        # you", where the claiming write transaction would be opened for nothing.
+        self._draining: set[int] = set()
 
     # --- keeping the index current --------------------------------------------------------
 
@@ -282,6 +286,7 @@ class Dispatcher:
 
     def forget_pilot(self, pilot_id: int) -> None:
         self._pilot_ads.pop(pilot_id, None)
+        self._draining.discard(pilot_id)
 
     # --- handing out ------------------------------------------------------------------------
 
@@ -297,6 +302,11 @@ class Dispatcher:
             return []
         with self.lock:
             self._apply_released()
+            if pilot_id in self._draining:
+                with self.db.read() as conn:
+                    if not self._check_state(conn, pilot_id):
+                        return []
+                self._draining.discard(pilot_id)
             base = self._pilot_ads.get(pilot_id)
             if base is None:
                 with self.db.read() as conn:
@@ -324,6 +334,7 @@ class Dispatcher:
                 wanted = Counter(picks)
                 with self.db.write() as conn:
                     if not self._check_state(conn, pilot_id):
+                        self._draining.add(pilot_id)
                         return []  # draining: no new work (see _check_state)
                     claimed = {tq: claim_jobs(conn, tq, n, pilot_id) for tq, n in wanted.items()}
                     specs = job_specs_for(conn, [c for cs in claimed.values() for c in cs])
